@@ -1,0 +1,433 @@
+//! Wire types of the metrics APIs: discovery documents, `MetricValueList` v1beta1/v1beta2,
+//! `ExternalMetricValueList` and `Status`, shaped exactly as `../shared/reference/kubernetes-contract.md` §3–§5 say.
+//!
+//! Pure data and serialisation; no I/O.
+
+use std::collections::BTreeMap;
+
+use kube::core::Expression;
+use serde::Serialize;
+
+use crate::quantity::Quantity;
+use crate::selector::{LabelSelector, Requirement};
+
+/// The custom-metrics API group.
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+/// The external-metrics API group.
+pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+
+/// A served version of `custom.metrics.k8s.io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomVersion {
+    /// Flat `metricName`, `selector`, `window` items.
+    V1Beta1,
+    /// Nested `metric: {name, selector}`, `windowSeconds`; the HPA's preferred version.
+    V1Beta2,
+}
+
+impl CustomVersion {
+    /// Parses a path segment.
+    pub fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "v1beta1" => Some(Self::V1Beta1),
+            "v1beta2" => Some(Self::V1Beta2),
+            _ => None,
+        }
+    }
+
+    /// The version string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1Beta1 => "v1beta1",
+            Self::V1Beta2 => "v1beta2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupVersionForDiscovery {
+    group_version: String,
+    version: &'static str,
+}
+
+/// `APIGroup`: one group with its versions, the first being preferred.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiGroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_version: Option<&'static str>,
+    name: &'static str,
+    versions: Vec<GroupVersionForDiscovery>,
+    preferred_version: GroupVersionForDiscovery,
+}
+
+impl ApiGroup {
+    fn new(name: &'static str, versions: &[&'static str]) -> Self {
+        let gv = |version: &'static str| GroupVersionForDiscovery {
+            group_version: format!("{name}/{version}"),
+            version,
+        };
+        Self {
+            kind: None,
+            api_version: None,
+            name,
+            versions: versions.iter().map(|v| gv(v)).collect(),
+            preferred_version: gv(versions[0]),
+        }
+    }
+
+    /// `custom.metrics.k8s.io` with v1beta2 preferred.
+    pub fn custom() -> Self {
+        Self::new(CUSTOM_GROUP, &["v1beta2", "v1beta1"])
+    }
+
+    /// `external.metrics.k8s.io` v1beta1.
+    pub fn external() -> Self {
+        Self::new(EXTERNAL_GROUP, &["v1beta1"])
+    }
+
+    /// The standalone document served at `/apis/<group>`.
+    pub fn document(mut self) -> Self {
+        self.kind = Some("APIGroup");
+        self.api_version = Some("v1");
+        self
+    }
+}
+
+/// `APIGroupList`, served at `/apis`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiGroupList {
+    kind: &'static str,
+    api_version: &'static str,
+    groups: Vec<ApiGroup>,
+}
+
+impl ApiGroupList {
+    /// Both groups this adapter serves.
+    pub fn served() -> Self {
+        Self {
+            kind: "APIGroupList",
+            api_version: "v1",
+            groups: vec![ApiGroup::custom(), ApiGroup::external()],
+        }
+    }
+}
+
+/// One `APIResource` entry; `singularName` is always emitted, as the contract requires.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiResource {
+    name: String,
+    singular_name: &'static str,
+    namespaced: bool,
+    kind: &'static str,
+    verbs: [&'static str; 1],
+}
+
+impl ApiResource {
+    /// `<resource>/<metric>` in custom metrics.
+    pub fn custom(resource: &str, metric: &str, namespaced: bool) -> Self {
+        Self {
+            name: format!("{resource}/{metric}"),
+            singular_name: "",
+            namespaced,
+            kind: "MetricValueList",
+            verbs: ["get"],
+        }
+    }
+
+    /// `<metric>` in external metrics.
+    pub fn external(metric: &str) -> Self {
+        Self {
+            name: metric.to_owned(),
+            singular_name: "",
+            namespaced: true,
+            kind: "ExternalMetricValueList",
+            verbs: ["get"],
+        }
+    }
+}
+
+/// `APIResourceList`, served at `/apis/<group>/<version>`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiResourceList {
+    kind: &'static str,
+    api_version: &'static str,
+    group_version: String,
+    resources: Vec<ApiResource>,
+}
+
+impl ApiResourceList {
+    /// A list for `group/version`.
+    pub fn new(group: &str, version: &str, resources: Vec<ApiResource>) -> Self {
+        Self {
+            kind: "APIResourceList",
+            api_version: "v1",
+            group_version: format!("{group}/{version}"),
+            resources,
+        }
+    }
+}
+
+/// `ObjectReference` of the object a value describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// `Pod`, `Namespace`, `Deployment`, …
+    pub kind: String,
+    /// Absent for cluster-scoped objects (and for a Namespace itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object's name.
+    pub name: String,
+    /// `v1` for core kinds, `apps/v1` for Deployments.
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LabelSelectorRequirementJson {
+    key: String,
+    operator: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    values: Vec<String>,
+}
+
+/// A `metav1.LabelSelector` echo of a `metricLabelSelector`, as `metav1.ParseToLabelSelector` builds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorJson {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    match_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    match_expressions: Vec<LabelSelectorRequirementJson>,
+}
+
+impl LabelSelectorJson {
+    /// Converts a parsed selector; `>`/`<` are refused for metric selectors before we get here, and skipped.
+    pub fn from_selector(selector: &LabelSelector) -> Self {
+        let mut out = Self::default();
+        for requirement in selector.requirements() {
+            let Requirement::Label(expression) = requirement else {
+                continue;
+            };
+            let mut expr = |key: &str, operator, values: Vec<String>| {
+                out.match_expressions.push(LabelSelectorRequirementJson {
+                    key: key.to_owned(),
+                    operator,
+                    values,
+                })
+            };
+            match expression {
+                Expression::Equal(k, v) => {
+                    out.match_labels.insert(k.clone(), v.clone());
+                }
+                Expression::NotEqual(k, v) => expr(k, "NotIn", vec![v.clone()]),
+                Expression::In(k, vs) => expr(k, "In", vs.iter().cloned().collect()),
+                Expression::NotIn(k, vs) => expr(k, "NotIn", vs.iter().cloned().collect()),
+                Expression::Exists(k) => expr(k, "Exists", vec![]),
+                Expression::DoesNotExist(k) => expr(k, "DoesNotExist", vec![]),
+            }
+        }
+        out
+    }
+}
+
+/// One value of a custom metric, independent of the API version it is served in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricValue {
+    /// The object the value describes.
+    pub described_object: ObjectReference,
+    /// The metric name from the path.
+    pub metric: String,
+    /// The echoed `metricLabelSelector`, `None` when absent.
+    pub selector: Option<LabelSelectorJson>,
+    /// When the value was computed (Unix seconds).
+    pub timestamp: i64,
+    /// The aggregation window in seconds.
+    pub window_seconds: Option<i64>,
+    /// The value.
+    pub value: Quantity,
+}
+
+/// RFC 3339, UTC, whole seconds, `Z`: `metav1.Time`.
+pub fn rfc3339(unix_seconds: i64) -> String {
+    jiff::Timestamp::from_second(unix_seconds)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemV1Beta1<'a> {
+    described_object: &'a ObjectReference,
+    metric_name: &'a str,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<i64>,
+    value: Quantity,
+    selector: &'a Option<LabelSelectorJson>,
+}
+
+#[derive(Serialize)]
+struct MetricIdentifier<'a> {
+    name: &'a str,
+    selector: &'a Option<LabelSelectorJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemV1Beta2<'a> {
+    described_object: &'a ObjectReference,
+    metric: MetricIdentifier<'a>,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_seconds: Option<i64>,
+    value: Quantity,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<T> {
+    kind: &'static str,
+    api_version: String,
+    metadata: Empty,
+    items: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+/// Serialises a `MetricValueList` in `version`'s shape; `items` is `[]` when empty, never `null`.
+pub fn metric_value_list(version: CustomVersion, values: &[MetricValue]) -> serde_json::Value {
+    let api_version = format!("{CUSTOM_GROUP}/{}", version.as_str());
+    let json = match version {
+        CustomVersion::V1Beta1 => serde_json::to_value(List {
+            kind: "MetricValueList",
+            api_version,
+            metadata: Empty {},
+            items: values
+                .iter()
+                .map(|v| ItemV1Beta1 {
+                    described_object: &v.described_object,
+                    metric_name: &v.metric,
+                    timestamp: rfc3339(v.timestamp),
+                    window: v.window_seconds,
+                    value: v.value,
+                    selector: &v.selector,
+                })
+                .collect(),
+        }),
+        CustomVersion::V1Beta2 => serde_json::to_value(List {
+            kind: "MetricValueList",
+            api_version,
+            metadata: Empty {},
+            items: values
+                .iter()
+                .map(|v| ItemV1Beta2 {
+                    described_object: &v.described_object,
+                    metric: MetricIdentifier {
+                        name: &v.metric,
+                        selector: &v.selector,
+                    },
+                    timestamp: rfc3339(v.timestamp),
+                    window_seconds: v.window_seconds,
+                    value: v.value,
+                })
+                .collect(),
+        }),
+    };
+    json.expect("metric lists contain only strings, numbers and maps")
+}
+
+/// One external metric value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalMetricValue {
+    /// The metric name from the path.
+    pub metric_name: String,
+    /// The series labels the value carries; `{}`, never `null`.
+    pub metric_labels: BTreeMap<String, String>,
+    /// RFC 3339 time the value was computed.
+    pub timestamp: String,
+    /// The aggregation window in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+    /// The value.
+    pub value: Quantity,
+}
+
+/// Serialises an `ExternalMetricValueList`.
+pub fn external_metric_value_list(values: Vec<ExternalMetricValue>) -> serde_json::Value {
+    serde_json::to_value(List {
+        kind: "ExternalMetricValueList",
+        api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+        metadata: Empty {},
+        items: values,
+    })
+    .expect("external metric lists contain only strings, numbers and maps")
+}
+
+/// `details` of a `Status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusDetails {
+    /// The object's name, when one was named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The API group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The resource, e.g. `pods`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A Kubernetes `Status` failure body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: BTreeMap<String, String>,
+    status: &'static str,
+    /// What operators read in `kubectl describe hpa`.
+    pub message: String,
+    /// `NotFound`, `BadRequest`, `InternalError`, …
+    pub reason: &'static str,
+    /// Optional details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+    /// Equals the HTTP status.
+    pub code: u16,
+}
+
+impl Status {
+    /// A `Failure` status.
+    pub fn failure(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind: "Status",
+            api_version: "v1",
+            metadata: BTreeMap::new(),
+            status: "Failure",
+            message: message.into(),
+            reason,
+            details: None,
+            code,
+        }
+    }
+
+    /// Adds `details`.
+    pub fn with_details(mut self, details: StatusDetails) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! The metric catalogue: which metrics exist for which resources, and the PromQL each one runs.
+//!
+//! Queries are shaped per (metric, namespace), never per pod list: requested pods are selected afterwards, in
+//! memory (`../shared/DESIGN.md`, rules of the flow). Pure: builds text, runs nothing.
+
+use std::time::Duration;
+
+use crate::promql;
+
+/// Packets or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// `…_packets_total`.
+    Packets,
+    /// `…_bytes_total`.
+    Bytes,
+}
+
+/// Received or transmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `container_network_receive_…`.
+    Receive,
+    /// `container_network_transmit_…`.
+    Transmit,
+}
+
+/// How a metric is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Per-pod network rate from cAdvisor's pod-sandbox series, without double counting.
+    Network(Direction, Unit),
+    /// The sidecar guide's Prometheus Adapter rule, number for number: `sum(rate(…[1m])) by (pod)`.
+    /// Despite the name, a per-second rate.
+    LegacyReceivePacketsPerMinute,
+}
+
+/// One metric of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The name served in the API.
+    pub name: String,
+    /// How it is computed.
+    pub kind: MetricKind,
+}
+
+/// Which namespaces a query covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One namespace.
+    Namespace(&'a str),
+    /// Every namespace (`namespaces/*/metrics/<m>`).
+    AllNamespaces,
+}
+
+/// The window of the legacy rule, kept so that its numbers do not change.
+const LEGACY_WINDOW: Duration = Duration::from_secs(60);
+
+impl MetricDef {
+    /// The aggregation window reported as `windowSeconds`.
+    pub fn window(&self, rate_window: Duration) -> Duration {
+        match self.kind {
+            MetricKind::Network(..) => rate_window,
+            MetricKind::LegacyReceivePacketsPerMinute => LEGACY_WINDOW,
+        }
+    }
+
+    /// The rate expression, one series per (namespace, pod) and, for network metrics, interface.
+    fn rate_expression(
+        &self,
+        scope: Scope<'_>,
+        matchers: &[String],
+        rate_window: Duration,
+    ) -> String {
+        let mut selector = vec![match scope {
+            Scope::Namespace(ns) => promql::equal("namespace", ns),
+            Scope::AllNamespaces => "namespace!=\"\"".to_owned(),
+        }];
+        let counter = match self.kind {
+            MetricKind::Network(direction, unit) => {
+                // The pod-sandbox series carry a pod's traffic, under `container="POD"` (dockershim) or
+                // `container=""` (containerd, CRI-O); app containers may repeat them. `max by interface`
+                // collapses the copies; the node's own series (`id="/"`) have no pod.
+                selector.push("pod!=\"\"".to_owned());
+                selector.push("id!=\"/\"".to_owned());
+                let direction = match direction {
+                    Direction::Receive => "receive",
+                    Direction::Transmit => "transmit",
+                };
+                let unit = match unit {
+                    Unit::Packets => "packets",
+                    Unit::Bytes => "bytes",
+                };
+                format!("container_network_{direction}_{unit}_total")
+            }
+            MetricKind::LegacyReceivePacketsPerMinute => {
+                "container_network_receive_packets_total".to_owned()
+            }
+        };
+        selector.extend(matchers.iter().cloned());
+        let window = self.window(rate_window).as_secs();
+        let rate = format!("rate({counter}{{{}}}[{window}s])", selector.join(","));
+        match self.kind {
+            MetricKind::Network(..) => format!("max by (namespace, pod, interface) ({rate})"),
+            MetricKind::LegacyReceivePacketsPerMinute => rate,
+        }
+    }
+
+    /// One sample per pod, labelled `namespace` and `pod`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xroad_metrics_adapter::catalog::{Catalog, Scope};
+    /// let catalog = Catalog::builtin();
+    /// let metric = catalog.pod_metric("container_network_receive_packets_per_second").unwrap();
+    /// assert_eq!(
+    ///     metric.per_pod_query(Scope::Namespace("sidecar"), &[], Duration::from_secs(120)),
+    ///     r#"sum by (namespace, pod) (max by (namespace, pod, interface) (rate(container_network_receive_packets_total{namespace="sidecar",pod!="",id!="/"}[120s])))"#
+    /// );
+    /// ```
+    pub fn per_pod_query(
+        &self,
+        scope: Scope<'_>,
+        matchers: &[String],
+        rate_window: Duration,
+    ) -> String {
+        format!(
+            "sum by (namespace, pod) ({})",
+            self.rate_expression(scope, matchers, rate_window)
+        )
+    }
+
+    /// One sample: the namespace total (external metrics).
+    pub fn total_query(
+        &self,
+        scope: Scope<'_>,
+        matchers: &[String],
+        rate_window: Duration,
+    ) -> String {
+        format!(
+            "sum({})",
+            self.rate_expression(scope, matchers, rate_window)
+        )
+    }
+}
+
+/// The metrics this adapter serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    metrics: Vec<MetricDef>,
+}
+
+/// The resource every built-in metric describes.
+pub const PODS: &str = "pods";
+/// Namespaces get the sum of their pods, as the Prometheus Adapter serves them.
+pub const NAMESPACES: &str = "namespaces";
+
+impl Catalog {
+    /// The built-in network metrics (`../shared/DESIGN.md`, metrics served).
+    pub fn builtin() -> Self {
+        let network = |direction, unit, name: &str| MetricDef {
+            name: name.to_owned(),
+            kind: MetricKind::Network(direction, unit),
+        };
+        use Direction::*;
+        use Unit::*;
+        Self {
+            metrics: vec![
+                network(
+                    Receive,
+                    Packets,
+                    "container_network_receive_packets_per_second",
+                ),
+                network(
+                    Transmit,
+                    Packets,
+                    "container_network_transmit_packets_per_second",
+                ),
+                network(Receive, Bytes, "container_network_receive_bytes_per_second"),
+                network(
+                    Transmit,
+                    Bytes,
+                    "container_network_transmit_bytes_per_second",
+                ),
+                MetricDef {
+                    name: "container_network_receive_packets_per_minute".to_owned(),
+                    kind: MetricKind::LegacyReceivePacketsPerMinute,
+                },
+            ],
+        }
+    }
+
+    /// Every metric, in catalogue order.
+    pub fn metrics(&self) -> &[MetricDef] {
+        &self.metrics
+    }
+
+    /// `(resource, metric, namespaced)` for custom-metrics discovery.
+    pub fn custom_resources(&self) -> impl Iterator<Item = (&'static str, &str, bool)> {
+        self.metrics.iter().flat_map(|m| {
+            [
+                (PODS, m.name.as_str(), true),
+                (NAMESPACES, m.name.as_str(), false),
+            ]
+        })
+    }
+
+    /// A metric served for pods (and, summed, for namespaces).
+    pub fn pod_metric(&self, name: &str) -> Option<&MetricDef> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// A metric served as an external metric (the namespace total).
+    pub fn external_metric(&self, name: &str) -> Option<&MetricDef> {
+        self.pod_metric(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(120);
+
+    fn metric(name: &str) -> MetricDef {
+        Catalog::builtin().pod_metric(name).unwrap().clone()
+    }
+
+    #[test]
+    fn network_metrics_dedupe_sandbox_series_and_skip_node_series() {
+        let q = metric("container_network_transmit_bytes_per_second").per_pod_query(
+            Scope::Namespace("sidecar"),
+            &[],
+            WINDOW,
+        );
+        assert_eq!(
+            q,
+            r#"sum by (namespace, pod) (max by (namespace, pod, interface) (rate(container_network_transmit_bytes_total{namespace="sidecar",pod!="",id!="/"}[120s])))"#
+        );
+    }
+
+    #[test]
+    fn the_legacy_metric_is_the_sidecar_guide_rule() {
+        let m = metric("container_network_receive_packets_per_minute");
+        assert_eq!(m.window(WINDOW), Duration::from_secs(60));
+        assert_eq!(
+            m.per_pod_query(Scope::Namespace("sidecar"), &[], WINDOW),
+            r#"sum by (namespace, pod) (rate(container_network_receive_packets_total{namespace="sidecar"}[60s]))"#
+        );
+    }
+
+    #[test]
+    fn metric_matchers_and_hostile_namespaces_stay_inside_the_selector() {
+        let q = metric("container_network_receive_packets_per_second").per_pod_query(
+            Scope::Namespace("x\"}) or vector(1) #"),
+            &[r#"interface="eth0""#.to_owned()],
+            WINDOW,
+        );
+        assert_eq!(
+            q,
+            r#"sum by (namespace, pod) (max by (namespace, pod, interface) (rate(container_network_receive_packets_total{namespace="x\"}) or vector(1) #",pod!="",id!="/",interface="eth0"}[120s])))"#
+        );
+    }
+
+    #[test]
+    fn external_totals_and_all_namespace_queries() {
+        let m = metric("container_network_receive_packets_per_second");
+        assert_eq!(
+            m.total_query(Scope::Namespace("sidecar"), &[], WINDOW),
+            r#"sum(max by (namespace, pod, interface) (rate(container_network_receive_packets_total{namespace="sidecar",pod!="",id!="/"}[120s])))"#
+        );
+        assert!(
+            m.per_pod_query(Scope::AllNamespaces, &[], WINDOW)
+                .contains(r#"{namespace!="",pod!="""#)
+        );
+    }
+
+    #[test]
+    fn discovery_lists_pods_and_namespaces_for_every_metric() {
+        let catalog = Catalog::builtin();
+        let entries: Vec<_> = catalog.custom_resources().collect();
+        assert_eq!(entries.len(), 2 * catalog.metrics().len());
+        assert!(entries.contains(&("pods", "container_network_receive_packets_per_minute", true)));
+        assert!(entries.contains(&(
+            "namespaces",
+            "container_network_receive_bytes_per_second",
+            false
+        )));
+        assert!(catalog.pod_metric("xroad_no_such_metric").is_none());
+    }
+}

@@ -1,0 +1,414 @@
+//! The command line: `serve`, `query` and `check-config`, their flags, and what each runs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tower::ServiceExt;
+
+use crate::cache::QueryCache;
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigError, parse_base_url};
+use crate::hpa;
+use crate::inventory::{self, InventoryError, PodInventory};
+use crate::quantity::Quantity;
+use crate::server::{self, AppState, tls};
+use crate::source::PrometheusSource;
+use crate::telemetry::{LogFormat, Metrics};
+
+/// xroad-metrics-adapter: custom and external metrics for the HPA, for X-Road Security Server Sidecars.
+#[derive(Debug, Parser)]
+#[command(name = "xroad-metrics-adapter", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the metrics APIs over HTTPS (register it with an APIService).
+    Serve(ServeArgs),
+    /// Print what the adapter would serve for one metric, and the replica count an HPA would choose.
+    Query(QueryArgs),
+    /// Validate a configuration file and print what it configures.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Authentication {
+    /// Delegated to the kube-apiserver (front-proxy certificates, TokenReview, SubjectAccessReview).
+    Delegated,
+    /// No authentication; allowed only on a loopback bind address.
+    None,
+}
+
+/// Where metrics come from and which pods exist: shared by `serve` and `query`.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The Prometheus-compatible base URL (overrides `prometheus.url` of the config file).
+    #[arg(long, value_parser = parse_base_url)]
+    pub prometheus_url: Option<url::Url>,
+    /// The configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Take pods from this file (what `kubectl get deploy,rs,pods -A -o yaml` prints) instead of the cluster.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub inventory: Option<PathBuf>,
+    /// The kubeconfig to watch pods with (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch pods only in these namespaces (repeatable; default: all).
+    #[arg(long = "watch-namespace")]
+    pub watch_namespaces: Vec<String>,
+}
+
+/// `serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Where a self-signed serving certificate is generated (and reused) when no certificate files are given.
+    #[arg(long, default_value = "apiserver.local.config/certificates")]
+    pub cert_dir: PathBuf,
+    /// The serving certificate (PEM, chain allowed).
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The serving key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// The Service name, for the self-signed certificate's `<service>.<namespace>.svc` names.
+    #[arg(long, default_value = "xroad-metrics-adapter")]
+    pub service_name: String,
+    /// The Service namespace.
+    #[arg(long, default_value = "xroad-metrics")]
+    pub service_namespace: String,
+    /// Extra DNS names or IP addresses for the self-signed certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+    /// `delegated` (default) or `none` (loopback bind addresses only).
+    #[arg(long, value_enum, default_value = "delegated")]
+    pub authentication: Authentication,
+}
+
+/// `query` flags.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The namespace of the pods.
+    #[arg(long, short = 'n')]
+    pub namespace: String,
+    /// The metric, e.g. `container_network_receive_packets_per_second`.
+    #[arg(long)]
+    pub metric: String,
+    /// The pod label selector (the HPA sends the scale target's selector).
+    #[arg(long, short = 'l', default_value = "")]
+    pub selector: String,
+    /// A metric label selector.
+    #[arg(long)]
+    pub metric_selector: Option<String>,
+    /// An HPA `Pods` target `averageValue` (a Kubernetes quantity such as `10` or `500m`): print the replica
+    /// count the HPA would choose.
+    #[arg(long)]
+    pub target_average_value: Option<String>,
+    /// The current `spec.replicas` (default: the number of selected pods).
+    #[arg(long)]
+    pub current_replicas: Option<u32>,
+    /// The HPA tolerance.
+    #[arg(long, default_value_t = hpa::DEFAULT_TOLERANCE)]
+    pub tolerance: f64,
+}
+
+/// Why a command failed; printed as is.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A bad configuration file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A bad inventory file.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// A TLS set-up problem.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Anything else, already worded for the user.
+    #[error("{0}")]
+    Message(String),
+}
+
+fn message(text: impl Into<String>) -> CliError {
+    CliError::Message(text.into())
+}
+
+/// Loads the configuration with the command-line override applied.
+fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.prometheus_url {
+        config.prometheus.url = Some(url.clone());
+    }
+    Ok(config)
+}
+
+/// Builds the shared state; with `--inventory` the pods are loaded now, otherwise a watcher is started.
+async fn build_state(args: &SourceArgs, config: &Config) -> Result<Arc<AppState>, CliError> {
+    let metrics = Arc::new(Metrics::default());
+    let source = PrometheusSource::new(&config.prometheus).map_err(message)?;
+    let cache = Arc::new(QueryCache::new(
+        Arc::new(source),
+        config.refresh_interval,
+        config.max_staleness,
+        metrics.clone(),
+    ));
+    let inventory = Arc::new(PodInventory::new());
+    match &args.inventory {
+        Some(path) => inventory.replace_all(inventory::load_file(path)?),
+        None => {
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            tokio::spawn(inventory::watch(
+                client,
+                args.watch_namespaces.clone(),
+                inventory.clone(),
+            ));
+        }
+    }
+    Ok(Arc::new(AppState {
+        catalog: Catalog::builtin(),
+        cache,
+        inventory,
+        metrics,
+        rate_window: config.rate_window,
+    }))
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, CliError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| message(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| message(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            message(format!(
+                "no cluster found ({e}); pass --kubeconfig FILE, or --inventory FILE to run without a cluster"
+            ))
+        })?,
+    };
+    kube::Client::try_from(config)
+        .map_err(|e| message(format!("cannot build the Kubernetes client: {e}")))
+}
+
+/// The names the self-signed certificate is valid for.
+fn certificate_names(args: &ServeArgs) -> Vec<String> {
+    let (service, namespace) = (&args.service_name, &args.service_namespace);
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        service.clone(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    if !args.bind_address.is_unspecified() {
+        names.push(args.bind_address.to_string());
+    }
+    names.extend(args.tls_sans.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refuses to serve without authentication anywhere but on loopback.
+pub fn check_authentication(authentication: Authentication, bind: IpAddr) -> Result<(), CliError> {
+    match authentication {
+        Authentication::None if bind.is_loopback() => Ok(()),
+        Authentication::None => Err(message(format!(
+            "--authentication none is only allowed with a loopback --bind-address (127.0.0.1 or ::1), not {bind}: \
+             anyone who can reach the port could read every metric"
+        ))),
+        Authentication::Delegated => Err(message(
+            "delegated authentication (front-proxy certificates, TokenReview, SubjectAccessReview) is not \
+             available in this version, and the adapter will not serve unauthenticated by default: for a local \
+             run pass --authentication none --bind-address 127.0.0.1",
+        )),
+    }
+}
+
+/// `serve`.
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    check_authentication(args.authentication, args.bind_address)?;
+    let config = load_config(&args.source)?;
+    let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => tls::ensure_self_signed(&args.cert_dir, &certificate_names(&args))?,
+    };
+    let (chain, key) = tls::load(&cert, &key)?;
+    let tls_config = tls::server_config(chain, key)?;
+    let state = build_state(&args.source, &config).await?;
+    let address = SocketAddr::new(args.bind_address, args.secure_port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| message(format!("cannot listen on {address}: {e}")))?;
+    tracing::info!(%address, certificate = %cert.display(), "serving custom.metrics.k8s.io and external.metrics.k8s.io");
+    server::serve(listener, tls_config, server::app(state), shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `query`: runs the request through the server's own router, in process, and explains the result.
+pub async fn query(args: QueryArgs) -> Result<(), CliError> {
+    let config = load_config(&args.source)?;
+    let state = build_state(&args.source, &config).await?;
+    let target = args
+        .target_average_value
+        .as_deref()
+        .map(|t| {
+            t.parse::<Quantity>()
+                .map_err(|e| message(format!("--target-average-value: {e}")))
+        })
+        .transpose()?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("labelSelector", &args.selector);
+    if let Some(selector) = &args.metric_selector {
+        query.append_pair("metricLabelSelector", selector);
+    }
+    let path = format!(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/pods/%2A/{}?{}",
+        percent_encoding::utf8_percent_encode(&args.namespace, percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(&args.metric, percent_encoding::NON_ALPHANUMERIC),
+        query.finish()
+    );
+    let request = axum::http::Request::get(&path)
+        .body(axum::body::Body::empty())
+        .map_err(|e| message(e.to_string()))?;
+    let response = server::app(state.clone())
+        .oneshot(request)
+        .await
+        .map_err(|e| message(e.to_string()))?;
+    let code = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+        .await
+        .map_err(|e| message(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| message(e.to_string()))?;
+    if !code.is_success() {
+        return Err(message(format!(
+            "{code}: {}",
+            json["message"].as_str().unwrap_or_default()
+        )));
+    }
+    let items = json["items"].as_array().cloned().unwrap_or_default();
+    let selector = if args.selector.is_empty() {
+        "<all>"
+    } else {
+        &args.selector
+    };
+    println!(
+        "{} in namespace {} for pods matching {selector}:",
+        args.metric, args.namespace
+    );
+    let mut values = Vec::new();
+    for item in &items {
+        let name = item["describedObject"]["name"].as_str().unwrap_or_default();
+        let value = item["value"].as_str().unwrap_or_default();
+        let parsed: Quantity = value
+            .parse()
+            .map_err(|e| message(format!("{value}: {e}")))?;
+        println!("  {name:<52} {value:>12}  ({})", parsed.as_f64());
+        values.push(parsed.millis());
+    }
+    let selected = state
+        .inventory
+        .select(
+            &args.namespace,
+            &args
+                .selector
+                .parse()
+                .map_err(|e| message(format!("--selector: {e}")))?,
+        )
+        .len();
+    if items.is_empty() {
+        println!(
+            "  (no values: the HPA would report \"no metrics returned from custom metrics API\")"
+        );
+    }
+    if let Some(target) = target {
+        let current = args.current_replicas.unwrap_or(selected as u32);
+        let missing = selected.saturating_sub(values.len());
+        match hpa::pods_average_value(&values, missing, target.millis(), current, args.tolerance) {
+            Some(r) => println!(
+                "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
+                 (currently {current}; {})",
+                Quantity::from_millis(r.average_millis),
+                values.len(),
+                r.ratio,
+                r.desired,
+                r.reason
+            ),
+            None => println!(
+                "HPA with a Pods target averageValue {target}: no values, so it keeps {current} replicas"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `check-config`.
+pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
+    let config = Config::load(file)?;
+    println!("{}: valid", file.display());
+    match &config.prometheus.url {
+        Some(url) => println!(
+            "  prometheus.url: {url} ({:?}, timeout {:?}, {} extra headers)",
+            config.prometheus.method,
+            config.prometheus.timeout,
+            config.prometheus.headers.len()
+        ),
+        None => println!("  prometheus.url: not set (pass --prometheus-url to serve)"),
+    }
+    println!(
+        "  refreshInterval {:?}, maxStaleness {:?}, rateWindow {:?}",
+        config.refresh_interval, config.max_staleness, config.rate_window
+    );
+    println!("  metrics served (custom: pods and namespaces; external: namespace totals):");
+    for metric in Catalog::builtin().metrics() {
+        println!("    {}", metric.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The adapter's request errors and the one place that turns them into a Kubernetes `Status` and HTTP code
+//! (`../shared/reference/kubernetes-contract.md` §5).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::apis::{Status, StatusDetails};
+use crate::source::SourceError;
+
+/// Everything a metrics request can fail with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// No route: wrong segment count, unknown group or version.
+    #[error("the server could not find the requested resource")]
+    PathNotFound,
+    /// The catalogue has no such metric for that resource.
+    #[error("the server could not find the metric {metric} for {resource}")]
+    MetricNotFound {
+        /// The API group of the request.
+        group: &'static str,
+        /// The group-resource, e.g. `pods`.
+        resource: String,
+        /// The metric name.
+        metric: String,
+    },
+    /// A named object has no current value (or does not exist).
+    #[error("the server could not find the metric {metric} for {resource} {name}")]
+    ObjectMetricNotFound {
+        /// The group-resource.
+        resource: String,
+        /// The object's name.
+        name: String,
+        /// The metric name.
+        metric: String,
+    },
+    /// A selector or another parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The backend failed and no value within the staleness bound is at hand.
+    #[error("unable to fetch metrics: {0}")]
+    Backend(SourceError),
+    /// The pod inventory has not synced yet, or could not be read.
+    #[error("unable to list matching resources")]
+    InventoryUnavailable,
+    /// A method other than GET or HEAD.
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// `unable to parse <param>: <detail>`, for `labelSelector` and `metricLabelSelector`.
+    pub fn bad_selector(param: &str, detail: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest(format!("unable to parse {param}: {detail}"))
+    }
+
+    /// The HTTP status and `Status` body for this error.
+    pub fn to_status(&self) -> (StatusCode, Status) {
+        let (code, reason, message) = match self {
+            ApiError::PathNotFound
+            | ApiError::MetricNotFound { .. }
+            | ApiError::ObjectMetricNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "NotFound", self.to_string())
+            }
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", self.to_string()),
+            // 504, never 503: kubectl shows 503 as the aggregator's own "service unavailable".
+            ApiError::Backend(SourceError::Timeout(_)) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                "the request timed out fetching metrics".to_owned(),
+            ),
+            ApiError::Backend(_) | ApiError::InventoryUnavailable => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("Internal error occurred: {self}"),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                self.to_string(),
+            ),
+        };
+        let status = Status::failure(code.as_u16(), reason, message);
+        let status = match self {
+            ApiError::MetricNotFound {
+                group, resource, ..
+            } => status.with_details(StatusDetails {
+                group: Some((*group).to_owned()),
+                kind: Some(resource.clone()),
+                ..Default::default()
+            }),
+            ApiError::ObjectMetricNotFound { resource, name, .. } => {
+                status.with_details(StatusDetails {
+                    name: Some(name.clone()),
+                    group: Some(crate::apis::CUSTOM_GROUP.to_owned()),
+                    kind: Some(resource.clone()),
+                })
+            }
+            _ => status,
+        };
+        (code, status)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.to_status();
+        (code, axum::Json(status)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(error: ApiError) -> (u16, &'static str, String) {
+        let (code, status) = error.to_status();
+        assert_eq!(code.as_u16(), status.code, "code equals the HTTP status");
+        (status.code, status.reason, status.message)
+    }
+
+    #[test]
+    fn each_error_has_the_contract_code_reason_and_message() {
+        assert_eq!(
+            status_of(ApiError::PathNotFound),
+            (
+                404,
+                "NotFound",
+                "the server could not find the requested resource".into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::MetricNotFound {
+                group: "custom.metrics.k8s.io",
+                resource: "pods".into(),
+                metric: "nope".into()
+            }),
+            (
+                404,
+                "NotFound",
+                "the server could not find the metric nope for pods".into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::ObjectMetricNotFound {
+                resource: "pods".into(),
+                name: "p-1".into(),
+                metric: "m".into()
+            }),
+            (
+                404,
+                "NotFound",
+                "the server could not find the metric m for pods p-1".into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::bad_selector(
+                "labelSelector",
+                "found ',', expected: identifier"
+            )),
+            (
+                400,
+                "BadRequest",
+                "unable to parse labelSelector: found ',', expected: identifier".into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::Backend(SourceError::Timeout(
+                std::time::Duration::from_secs(5)
+            ))),
+            (
+                504,
+                "Timeout",
+                "the request timed out fetching metrics".into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::Backend(SourceError::Unreachable {
+                url: "http://127.0.0.1:9/".into(),
+                cause: "Connection refused (os error 111)".into()
+            })),
+            (
+                500,
+                "InternalError",
+                "Internal error occurred: unable to fetch metrics: cannot reach the metrics backend at \
+                 http://127.0.0.1:9/: Connection refused (os error 111)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            status_of(ApiError::InventoryUnavailable),
+            (
+                500,
+                "InternalError",
+                "Internal error occurred: unable to list matching resources".into()
+            )
+        );
+        assert_eq!(status_of(ApiError::MethodNotAllowed).0, 405);
+    }
+
+    #[test]
+    fn data_path_errors_are_never_503() {
+        for error in [
+            ApiError::Backend(SourceError::UnexpectedResult("range vector")),
+            ApiError::Backend(SourceError::Timeout(std::time::Duration::from_secs(1))),
+            ApiError::InventoryUnavailable,
+        ] {
+            assert_ne!(error.to_status().0, StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! xroad-metrics-adapter: an aggregated Kubernetes API server that serves `custom.metrics.k8s.io`
+//! (v1beta1, v1beta2) and `external.metrics.k8s.io` (v1beta1) to the Horizontal Pod Autoscaler, computed from
+//! a Prometheus-compatible backend, for X-Road Security Server Sidecar deployments.
+//!
+//! Pure modules (`selector`, `quantity`, `promql`, `config`, `catalog`, `apis`, `hpa`) do no I/O; `source`,
+//! `cache`, `inventory` and `server` sit at the edges.
+#![forbid(unsafe_code)]
+
+pub mod apis;
+pub mod cache;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hpa;
+pub mod inventory;
+pub mod promql;
+pub mod quantity;
+pub mod selector;
+pub mod server;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,217 @@
+//! Kubernetes `Quantity` strings for metric values: f64 in, canonical wire string out; never NaN, ±Inf or `-0`.
+//!
+//! The HPA reads every value with `MilliValue()`, which rounds up to milli-units
+//! (`../shared/reference/kubernetes-contract.md` §4). So we emit whole numbers as plain integers and everything
+//! else as `ceil(v × 1000)` milli-units: the HPA then sees exactly the number we computed.
+
+use std::fmt;
+
+/// The largest magnitude whose milli-value still fits an `int64` (`MilliValue()` would overflow past it).
+const MAX_MAGNITUDE: f64 = 9.2e15;
+
+/// Floating-point noise below this many milli-units is rounded away, so that a rate of
+/// `12.499999999999998` (one ulp off 12.5) is served as `12500m`, not `12501m`.
+const NOISE_MILLIS: f64 = 1e-6;
+
+/// Why a value cannot be served as a Quantity. The item is then dropped, never replaced by 0.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum QuantityError {
+    /// NaN is not a number the HPA can use.
+    #[error("value is NaN")]
+    NaN,
+    /// ±Inf, e.g. a division by a zero rate.
+    #[error("value is infinite")]
+    Infinite,
+    /// Too large for the HPA's int64 milli-units.
+    #[error("value {0} is out of range for a Kubernetes quantity")]
+    OutOfRange(f64),
+}
+
+/// A value ready for the wire, in canonical Kubernetes Quantity form.
+///
+/// ```
+/// use xroad_metrics_adapter::quantity::Quantity;
+/// assert_eq!(Quantity::from_f64(12.5).unwrap().to_string(), "12500m");
+/// assert_eq!(Quantity::from_f64(100.0).unwrap().to_string(), "100");
+/// assert_eq!(Quantity::from_f64(0.0001).unwrap().to_string(), "1m");
+/// assert!(Quantity::from_f64(f64::NAN).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity {
+    millis: i64,
+}
+
+impl Quantity {
+    /// Converts `value`, rounding up to whole milli-units as the HPA does.
+    pub fn from_f64(value: f64) -> Result<Self, QuantityError> {
+        if value.is_nan() {
+            return Err(QuantityError::NaN);
+        }
+        if value.is_infinite() {
+            return Err(QuantityError::Infinite);
+        }
+        if value.abs() >= MAX_MAGNITUDE {
+            return Err(QuantityError::OutOfRange(value));
+        }
+        let millis = value * 1000.0;
+        let nearest = millis.round();
+        let millis = if (millis - nearest).abs() <= NOISE_MILLIS {
+            nearest
+        } else {
+            millis.ceil()
+        };
+        // The magnitude check keeps us inside i64; integers have no -0, so -0.0 becomes 0.
+        Ok(Self {
+            millis: millis as i64,
+        })
+    }
+
+    /// A value of `millis` milli-units.
+    pub fn from_millis(millis: i64) -> Self {
+        Self { millis }
+    }
+
+    /// The value in milli-units, as `MilliValue()` reads it.
+    pub fn millis(self) -> i64 {
+        self.millis
+    }
+
+    /// The value as a float (exact for every value this type can hold that the HPA distinguishes).
+    pub fn as_f64(self) -> f64 {
+        self.millis as f64 / 1000.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.millis % 1000 == 0 {
+            write!(f, "{}", self.millis / 1000)
+        } else {
+            write!(f, "{}m", self.millis)
+        }
+    }
+}
+
+/// Why a Quantity string could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a quantity (use e.g. 10, 1.5, 500m, 2k)")]
+pub struct ParseQuantityError(String);
+
+impl std::str::FromStr for Quantity {
+    type Err = ParseQuantityError;
+
+    /// Reads decimal numbers with an optional decimal SI suffix (`m`, `k`, `M`, `G`, `T`): the forms HPA
+    /// targets are written in.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || ParseQuantityError(text.to_owned());
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len());
+        let (number, suffix) = text.split_at(split);
+        let scale = match suffix {
+            "" => 1.0,
+            "m" => 1e-3,
+            "k" => 1e3,
+            "M" => 1e6,
+            "G" => 1e9,
+            "T" => 1e12,
+            _ => return Err(err()),
+        };
+        let valid = !number.is_empty()
+            && number
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'));
+        let value: f64 = number.parse().ok().filter(|_| valid).ok_or_else(err)?;
+        Self::from_f64(value * scale).map_err(|_| err())
+    }
+}
+
+impl serde::Serialize for Quantity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(value: f64) -> String {
+        Quantity::from_f64(value).unwrap().to_string()
+    }
+
+    #[test]
+    fn whole_numbers_are_plain_integers() {
+        assert_eq!(wire(0.0), "0");
+        assert_eq!(wire(1.0), "1");
+        assert_eq!(wire(100.0), "100");
+        assert_eq!(wire(-3.0), "-3");
+    }
+
+    #[test]
+    fn fractions_are_milli_units_rounded_up() {
+        assert_eq!(wire(5.093), "5093m");
+        assert_eq!(wire(1.5), "1500m");
+        assert_eq!(wire(0.0001), "1m");
+        assert_eq!(wire(12.3456), "12346m");
+        assert_eq!(wire(-12.3456), "-12345m");
+    }
+
+    #[test]
+    fn float_noise_is_rounded_to_the_intended_milli_value() {
+        assert_eq!(wire(12.499999999999998), "12500m");
+        assert_eq!(wire(12.500000000000002), "12500m");
+        assert_eq!(wire(0.1 + 0.2), "300m");
+        assert_eq!(wire(2.9999999999999996), "3");
+    }
+
+    #[test]
+    fn negative_zero_is_zero() {
+        assert_eq!(wire(-0.0), "0");
+        assert_eq!(wire(-0.0000000001), "0");
+    }
+
+    #[test]
+    fn large_values_stay_exact_integers() {
+        assert_eq!(wire(1e12), "1000000000000");
+        assert_eq!(wire(9.1e15), "9100000000000000");
+        assert_eq!(wire(123456789.25), "123456789250m");
+    }
+
+    #[test]
+    fn nan_infinity_and_overflow_never_reach_the_wire() {
+        assert_eq!(Quantity::from_f64(f64::NAN), Err(QuantityError::NaN));
+        assert_eq!(
+            Quantity::from_f64(f64::INFINITY),
+            Err(QuantityError::Infinite)
+        );
+        assert_eq!(
+            Quantity::from_f64(f64::NEG_INFINITY),
+            Err(QuantityError::Infinite)
+        );
+        assert!(matches!(
+            Quantity::from_f64(1e16),
+            Err(QuantityError::OutOfRange(_))
+        ));
+    }
+
+    #[test]
+    fn wire_strings_and_hpa_targets_parse_back() {
+        let millis = |s: &str| s.parse::<Quantity>().unwrap().millis();
+        assert_eq!(millis("12500m"), 12_500);
+        assert_eq!(millis("10"), 10_000);
+        assert_eq!(millis("1.5"), 1_500);
+        assert_eq!(millis("2k"), 2_000_000);
+        assert!("".parse::<Quantity>().is_err());
+        assert!("10x".parse::<Quantity>().is_err());
+        assert!("ten".parse::<Quantity>().is_err());
+        assert!("1e3".parse::<Quantity>().is_err());
+        assert_eq!(Quantity::from_millis(16_666).to_string(), "16666m");
+    }
+
+    #[test]
+    fn serializes_as_a_json_string() {
+        let json = serde_json::to_string(&Quantity::from_f64(12.5).unwrap()).unwrap();
+        assert_eq!(json, "\"12500m\"");
+    }
+}

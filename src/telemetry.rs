@@ -1,0 +1,138 @@
+//! Logs and the adapter's own metrics: tracing set-up (text or JSON) and the prometheus-client registry
+//! behind `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global tracing subscriber; `RUST_LOG` overrides the default `info` level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Labels of an API request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route kind, e.g. `custom_metric`, `discovery`.
+    pub route: &'static str,
+    /// The HTTP status code.
+    pub code: u16,
+}
+
+/// Labels of a latency histogram by route.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route kind.
+    pub route: &'static str,
+}
+
+/// Labels naming a reason or outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The reason.
+    pub reason: &'static str,
+}
+
+/// The adapter's own metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Requests served, by route and code.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route.
+    pub request_duration: Family<RouteLabels, Histogram>,
+    /// Backend query latency.
+    pub backend_duration: Histogram,
+    /// Failed backend queries by reason.
+    pub backend_errors: Family<ReasonLabels, Counter>,
+    /// Cache lookups by outcome: `hit`, `miss`, `stale` (last good value served during an outage).
+    pub cache_lookups: Family<ReasonLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("xroad_metrics_adapter");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let backend_duration = latency_histogram();
+        let backend_errors = Family::<ReasonLabels, Counter>::default();
+        let cache_lookups = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "API requests served, by route and HTTP code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "API request latency by route",
+            request_duration.clone(),
+        );
+        registry.register(
+            "backend_query_duration_seconds",
+            "Latency of queries to the metrics backend",
+            backend_duration.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Failed metrics-backend queries by reason",
+            backend_errors.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Query-cache lookups: hit, miss, or stale (last good value served while the backend fails)",
+            cache_lookups.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            request_duration,
+            backend_duration,
+            backend_errors,
+            cache_lookups,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts a cache outcome.
+    pub fn cache(&self, reason: &'static str) {
+        self.cache_lookups
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+}
