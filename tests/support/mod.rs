@@ -1,0 +1,399 @@
+//! Shared fixtures of the integration tests: a real Prometheus loaded with exact counter data, the adapter
+//! served in process over real TLS, and the named X-Road Sidecar data set.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use xroad_metrics_adapter::cache::QueryCache;
+use xroad_metrics_adapter::catalog::Catalog;
+use xroad_metrics_adapter::config::PrometheusConfig;
+use xroad_metrics_adapter::inventory::{self, PodInventory};
+use xroad_metrics_adapter::server::{self, AppState, tls};
+use xroad_metrics_adapter::source::PrometheusSource;
+use xroad_metrics_adapter::telemetry::Metrics;
+
+/// The inventory of the Sidecar layout: one Primary, three Secondary pods.
+pub const INVENTORY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/inventory-sidecar.yaml"
+);
+pub const NAMESPACE: &str = "sidecar";
+pub const SECONDARY_SELECTOR: &str = "run=security-server-sidecar-secondary";
+pub const PRIMARY: &str = "security-server-sidecar-primary-0";
+pub const SECONDARY_A: &str = "security-server-sidecar-secondary-7d9f8-abcde";
+pub const SECONDARY_B: &str = "security-server-sidecar-secondary-7d9f8-fghij";
+pub const SECONDARY_C: &str = "security-server-sidecar-secondary-7d9f8-klmno";
+/// A pod that was deleted: Prometheus still has its series, the inventory does not.
+pub const DELETED: &str = "security-server-sidecar-secondary-7d9f8-gone1";
+
+/// Fails the test with an install hint when `tool` is missing: tests never skip silently.
+pub fn require_tool(tool: &str, install: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(tool))
+        .find(|path| path.is_file());
+    found.unwrap_or_else(|| panic!("`{tool}` is not installed; this test needs it: {install}"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// One counter series growing at exactly `per_second` from an hour ago to half an hour ahead, so that
+/// `rate()` at "now" is `per_second` (up to float noise) for any window.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub per_second: f64,
+}
+
+impl Counter {
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)], per_second: f64) -> Self {
+        Self {
+            name,
+            labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            per_second,
+        }
+    }
+}
+
+/// A pod-network counter in cAdvisor's containerd layout (`container=""`, one series per interface).
+pub fn containerd(name: &'static str, pod: &str, interface: &str, per_second: f64) -> Counter {
+    let id = format!("/kubepods/burstable/pod-{pod}/sandbox");
+    Counter::new(
+        name,
+        &[
+            ("namespace", NAMESPACE),
+            ("pod", pod),
+            ("container", ""),
+            ("interface", interface),
+            ("id", &id),
+            ("image", "registry.k8s.io/pause:3.9"),
+        ],
+        per_second,
+    )
+}
+
+/// The same in the dockershim layout (`container="POD"`).
+pub fn dockershim(name: &'static str, pod: &str, interface: &str, per_second: f64) -> Counter {
+    let id = format!("/kubepods/burstable/pod-{pod}/POD");
+    Counter::new(
+        name,
+        &[
+            ("namespace", NAMESPACE),
+            ("pod", pod),
+            ("container", "POD"),
+            ("interface", interface),
+            ("id", &id),
+        ],
+        per_second,
+    )
+}
+
+pub const RX_PACKETS: &str = "container_network_receive_packets_total";
+pub const TX_PACKETS: &str = "container_network_transmit_packets_total";
+pub const RX_BYTES: &str = "container_network_receive_bytes_total";
+pub const TX_BYTES: &str = "container_network_transmit_bytes_total";
+
+/// The named data set: every layout and pitfall of `../shared/reference/kubernetes-contract.md` §12.1.
+///
+/// | pod | layout | receive packets/s |
+/// |---|---|---|
+/// | secondary A | containerd sandbox, repeated by the app container | 12.5 |
+/// | secondary B | dockershim `container="POD"` | 17.5 |
+/// | secondary C | containerd, two interfaces (eth0 15 + eth1 5) | 20 |
+/// | primary | containerd | 3 |
+/// | deleted pod | containerd, not in the inventory | 99 |
+/// | node (`id="/"`) | host interfaces | 1000 |
+pub fn sidecar_traffic() -> Vec<Counter> {
+    vec![
+        containerd(RX_PACKETS, SECONDARY_A, "eth0", 12.5),
+        Counter::new(
+            RX_PACKETS,
+            &[
+                ("namespace", NAMESPACE),
+                ("pod", SECONDARY_A),
+                ("container", "security-server-sidecar"),
+                ("interface", "eth0"),
+                ("id", "/kubepods/burstable/pod-a/app"),
+            ],
+            12.5,
+        ),
+        dockershim(RX_PACKETS, SECONDARY_B, "eth0", 17.5),
+        containerd(RX_PACKETS, SECONDARY_C, "eth0", 15.0),
+        containerd(RX_PACKETS, SECONDARY_C, "eth1", 5.0),
+        containerd(RX_PACKETS, PRIMARY, "eth0", 3.0),
+        containerd(RX_PACKETS, DELETED, "eth0", 99.0),
+        Counter::new(RX_PACKETS, &[("id", "/"), ("interface", "ens5")], 1000.0),
+        containerd(TX_PACKETS, SECONDARY_A, "eth0", 7.25),
+        dockershim(TX_PACKETS, SECONDARY_B, "eth0", 8.5),
+        containerd(RX_BYTES, SECONDARY_A, "eth0", 18750.0),
+        containerd(TX_BYTES, SECONDARY_A, "eth0", 9062.5),
+    ]
+}
+
+/// Renders counters as OpenMetrics, one sample every 15 s from an hour ago to 30 minutes ahead.
+pub fn openmetrics(counters: &[Counter]) -> String {
+    let now = unix_now();
+    let start = (now - 3600) / 15 * 15;
+    let mut out = String::new();
+    let mut names: Vec<_> = counters.iter().map(|c| c.name).collect();
+    names.dedup();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let family = name.trim_end_matches("_total");
+        out.push_str(&format!("# TYPE {family} counter\n"));
+        for counter in counters.iter().filter(|c| c.name == name) {
+            let labels: Vec<String> = counter
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            for t in (start..now + 1800).step_by(15) {
+                let value = (t - start) as f64 * counter.per_second;
+                out.push_str(&format!("{name}{{{}}} {value} {t}\n", labels.join(",")));
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A real Prometheus on a free loopback port with its own data directory; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus over TSDB blocks made by `promtool tsdb create-blocks-from openmetrics`.
+    pub async fn start(counters: &[Counter]) -> Self {
+        const INSTALL: &str =
+            "apt-get install -y prometheus (Debian's package brings prometheus and promtool)";
+        let promtool = require_tool("promtool", INSTALL);
+        let prometheus = require_tool("prometheus", INSTALL);
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let input = dir.path().join("input.om");
+        std::fs::write(&input, openmetrics(counters)).unwrap();
+        let made = Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "promtool failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=10y")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let me = Self {
+            child,
+            url,
+            _dir: dir,
+        };
+        me.wait_ready().await;
+        me
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("{}/-/ready", self.url)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("Prometheus at {} did not become ready in 30 s", self.url);
+    }
+
+    /// Runs `promql` directly: the baseline the adapter's answers are compared with.
+    pub async fn query(&self, promql: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/query", self.url))
+            .form(&[("query", promql)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The adapter's state for `prometheus_url`, with the Sidecar inventory.
+pub fn state(prometheus_url: &str) -> Arc<AppState> {
+    state_with(
+        prometheus_url,
+        Duration::from_secs(15),
+        Duration::from_secs(60),
+    )
+}
+
+pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) -> Arc<AppState> {
+    let metrics = Arc::new(Metrics::default());
+    let source = PrometheusSource::new(&PrometheusConfig {
+        url: Some(prometheus_url.parse().unwrap()),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
+    .unwrap();
+    let inventory = Arc::new(PodInventory::new());
+    inventory.replace_all(inventory::load_file(Path::new(INVENTORY)).unwrap());
+    Arc::new(AppState {
+        catalog: Catalog::builtin(),
+        cache: Arc::new(QueryCache::new(
+            Arc::new(source),
+            refresh,
+            staleness,
+            metrics.clone(),
+        )),
+        inventory,
+        metrics,
+        rate_window: Duration::from_secs(120),
+    })
+}
+
+/// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).
+pub async fn get(state: &Arc<AppState>, path: &str) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(path)
+        .header(
+            "accept",
+            "application/vnd.kubernetes.protobuf, application/json",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = server::app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    (status, json)
+}
+
+/// `(pod name, value)` of every item, in response order.
+pub fn values(list: &serde_json::Value) -> Vec<(String, String)> {
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {list}"))
+        .iter()
+        .map(|item| {
+            (
+                item["describedObject"]["name"].as_str().unwrap().to_owned(),
+                item["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The adapter served over real TLS on a loopback port; stopped on drop.
+pub struct TlsAdapter {
+    pub port: u16,
+    pub ca_file: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsAdapter {
+    pub async fn start(state: Arc<AppState>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let (cert, key) = tls::ensure_self_signed(dir.path(), &names).unwrap();
+        let (chain, key) = tls::load(&cert, &key).unwrap();
+        let config = tls::server_config(chain, key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server::serve(
+            listener,
+            config,
+            server::app(state),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            port,
+            ca_file: dir.path().join(tls::CA_FILE),
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    /// A kubeconfig pointing kubectl at this adapter, trusting its CA. The token is a placeholder the adapter
+    /// ignores (`--authentication none`); without any credentials kubectl would prompt for a username.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: adapter\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\n\
+                 users:\n- name: anonymous\n  user: {{token: unused-with-authentication-none}}\ncontexts:\n- name: adapter\n  context: {{cluster: adapter, user: anonymous}}\ncurrent-context: adapter\n",
+                self.port,
+                self.ca_file.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+impl Drop for TlsAdapter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
