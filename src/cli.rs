@@ -75,6 +75,7 @@ pub struct SourceArgs {
 /// `serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Backend, configuration and pods.
     #[command(flatten)]
     pub source: SourceArgs,
     /// The HTTPS port.
@@ -109,6 +110,7 @@ pub struct ServeArgs {
 /// `query` flags.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
+    /// Backend, configuration and pods.
     #[command(flatten)]
     pub source: SourceArgs,
     /// The namespace of the pods.

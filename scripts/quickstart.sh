@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The quick start, no cluster needed: a real Prometheus loaded with sample traffic of a 3-pod X-Road Security
+# Server Sidecar deployment, the adapter serving it over TLS, `kubectl get --raw` reading per-pod rates, and
+# the replica count an HPA would choose for a sample target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
+ADAPTER_PORT=${ADAPTER_PORT:-16443}
+TARGET=${TARGET:-10}   # HPA Pods target: averageValue packets/s per pod
+
+scripts/install-deps.sh
+echo "== building the adapter"
+cargo build --quiet --locked --bin xroad-metrics-adapter --example quickstart_data
+adapter=target/debug/xroad-metrics-adapter
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_for() { # url, what
+  for _ in $(seq 1 100); do curl -fsk -o /dev/null "$1" && return 0; sleep 0.2; done
+  echo "$2 did not come up; its log:" >&2; cat "$work/$2.log" >&2; exit 1
+}
+
+echo "== loading sample data into Prometheus (promtool tsdb create-blocks-from openmetrics)"
+target/debug/examples/quickstart_data > "$work/sample.om"
+promtool tsdb create-blocks-from openmetrics "$work/sample.om" "$work/prometheus-data" >/dev/null
+printf 'global:\n  scrape_interval: 15s\n' > "$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus-data" \
+  --storage.tsdb.retention.time=10y --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" prometheus
+
+echo "== starting the adapter on https://127.0.0.1:$ADAPTER_PORT (pods from tests/fixtures/inventory-sidecar.yaml)"
+"$adapter" serve --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" \
+  --inventory tests/fixtures/inventory-sidecar.yaml --cert-dir "$work/certs" \
+  --authentication none --bind-address 127.0.0.1 --secure-port "$ADAPTER_PORT" >"$work/adapter.log" 2>&1 &
+pids+=($!)
+wait_for "https://127.0.0.1:$ADAPTER_PORT/readyz" adapter
+
+# The token is a placeholder: --authentication none ignores it, and kubectl prompts without one.
+cat > "$work/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: quickstart
+  cluster: {server: "https://127.0.0.1:$ADAPTER_PORT", certificate-authority: "$work/certs/ca.crt"}
+users:
+- name: quickstart
+  user: {token: unused-with-authentication-none}
+contexts:
+- name: quickstart
+  context: {cluster: quickstart, user: quickstart}
+current-context: quickstart
+KUBECONFIG
+k() { echo; echo "\$ kubectl get --raw \"$1\""; kubectl --kubeconfig "$work/kubeconfig" get --raw "$1"; echo; }
+
+echo
+echo "== what the HPA and kubectl see"
+k "/apis/custom.metrics.k8s.io/v1beta2"
+k "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/container_network_receive_packets_per_second?labelSelector=run%3Dsecurity-server-sidecar-secondary"
+k "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/container_network_receive_packets_per_second"
+
+echo
+echo "== the replica count an HPA with a Pods target of averageValue $TARGET packets/s would choose"
+"$adapter" query --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --inventory tests/fixtures/inventory-sidecar.yaml \
+  -n sidecar -l run=security-server-sidecar-secondary --metric container_network_receive_packets_per_second \
+  --target-average-value "$TARGET"
+echo
+echo "Done. README.md explains every flag, the metrics served and how to install the adapter in a cluster."
