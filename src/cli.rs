@@ -182,7 +182,7 @@ async fn build_state(args: &SourceArgs, config: &Config) -> Result<Arc<AppState>
     ));
     let inventory = Arc::new(PodInventory::new());
     match &args.inventory {
-        Some(path) => inventory.replace_all(inventory::load_file(path)?),
+        Some(path) => inventory.load(inventory::load_file(path)?),
         None => {
             let client = kube_client(args.kubeconfig.as_deref()).await?;
             tokio::spawn(inventory::watch(

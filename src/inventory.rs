@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::selector::LabelSelector;
 
@@ -32,6 +33,29 @@ pub struct PodInfo {
     pub terminating: bool,
     /// The Deployment owning the pod's ReplicaSet, when known.
     pub deployment: Option<String>,
+    /// `creationTimestamp`, Unix seconds.
+    pub created: Option<i64>,
+    /// When the `Ready` condition last changed, Unix seconds.
+    pub ready_changed: Option<i64>,
+    /// Per-container restart and waiting state.
+    pub containers: Vec<ContainerHealth>,
+}
+
+/// What the pod status says about one container's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerHealth {
+    /// The container name.
+    pub name: String,
+    /// `restartCount`.
+    pub restarts: i32,
+    /// When the previous instance terminated (`lastState.terminated.finishedAt`), Unix seconds.
+    pub last_terminated: Option<i64>,
+    /// `state.waiting.reason`, e.g. `CrashLoopBackOff`.
+    pub waiting_reason: Option<String>,
+}
+
+fn seconds(time: &Time) -> i64 {
+    time.0.as_second()
 }
 
 impl PodInfo {
@@ -44,6 +68,11 @@ impl PodInfo {
             .iter()
             .flatten()
             .find(|o| o.kind == "ReplicaSet");
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready");
         Some(Self {
             namespace: meta.namespace.clone()?,
             name: meta.name.clone()?,
@@ -52,13 +81,33 @@ impl PodInfo {
             phase: status
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_else(|| "Unknown".into()),
-            ready: status
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            ready: ready.is_some_and(|c| c.status == "True"),
             terminating: meta.deletion_timestamp.is_some(),
             deployment: replica_set.and_then(|rs| deployment_of(&rs.name)),
+            created: meta.creation_timestamp.as_ref().map(seconds),
+            ready_changed: ready
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(seconds),
+            containers: status
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|c| ContainerHealth {
+                    name: c.name.clone(),
+                    restarts: c.restart_count,
+                    last_terminated: c
+                        .last_state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .and_then(|t| t.finished_at.as_ref())
+                        .map(seconds),
+                    waiting_reason: c
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.clone()),
+                })
+                .collect(),
         })
     }
 
@@ -66,6 +115,41 @@ impl PodInfo {
     pub fn is_live(&self) -> bool {
         !self.terminating && self.phase != "Succeeded" && self.phase != "Failed"
     }
+}
+
+/// A Deployment: its pod selector and desired replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentInfo {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// `spec.selector`.
+    pub selector: LabelSelector,
+    /// `spec.replicas` (default 1).
+    pub replicas: i32,
+}
+
+impl DeploymentInfo {
+    /// Builds the record from a Deployment; `None` when it lacks a name or has an unusable selector.
+    pub fn from_deployment(deployment: &Deployment) -> Option<Self> {
+        let spec = &deployment.spec;
+        Some(Self {
+            namespace: deployment.metadata.namespace.clone()?,
+            name: deployment.metadata.name.clone()?,
+            selector: LabelSelector::from_k8s(&spec.selector).ok()?,
+            replicas: spec.replicas.unwrap_or(1),
+        })
+    }
+}
+
+/// Everything an inventory file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The pods.
+    pub pods: Vec<PodInfo>,
+    /// The Deployments.
+    pub deployments: Vec<DeploymentInfo>,
 }
 
 /// Why an inventory file could not be loaded.
@@ -93,6 +177,7 @@ pub enum InventoryError {
 #[derive(Debug, Default)]
 pub struct PodInventory {
     pods: RwLock<HashMap<String, BTreeMap<String, Arc<PodInfo>>>>,
+    deployments: RwLock<HashMap<(String, String), Arc<DeploymentInfo>>>,
     synced: AtomicBool,
 }
 
@@ -134,6 +219,40 @@ impl PodInventory {
         self.synced.store(true, Ordering::SeqCst);
     }
 
+    /// Replaces everything with a snapshot and marks the inventory synced.
+    pub fn load(&self, snapshot: Snapshot) {
+        for deployment in snapshot.deployments {
+            self.upsert_deployment(deployment);
+        }
+        self.replace_all(snapshot.pods);
+    }
+
+    /// Adds or replaces a Deployment.
+    pub fn upsert_deployment(&self, deployment: DeploymentInfo) {
+        let key = (deployment.namespace.clone(), deployment.name.clone());
+        self.deployments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::new(deployment));
+    }
+
+    /// Removes a Deployment.
+    pub fn remove_deployment(&self, namespace: &str, name: &str) {
+        self.deployments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// One Deployment.
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<DeploymentInfo>> {
+        self.deployments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
     /// Marks the inventory synced (the watcher's initial list is complete).
     pub fn mark_synced(&self) {
         self.synced.store(true, Ordering::SeqCst);
@@ -170,9 +289,17 @@ impl PodInventory {
     }
 }
 
+/// `security-server-sidecar-secondary-7d9f8` → `security-server-sidecar-secondary`: the Deployment controller
+/// names ReplicaSets `<deployment>-<pod-template-hash>`.
+fn deployment_of_replica_set(replica_set: &str) -> Option<String> {
+    replica_set
+        .rsplit_once('-')
+        .map(|(deployment, _)| deployment.to_owned())
+}
+
 /// Reads pods from a Kubernetes `List` (YAML or JSON) as `kubectl get deploy,rs,pods -A -o yaml` prints it.
 /// ReplicaSets attribute pods to their Deployment; other kinds are ignored.
-pub fn load_file(path: &Path) -> Result<Vec<PodInfo>, InventoryError> {
+pub fn load_file(path: &Path) -> Result<Snapshot, InventoryError> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
         path: display.clone(),
@@ -185,9 +312,13 @@ pub fn load_file(path: &Path) -> Result<Vec<PodInfo>, InventoryError> {
 }
 
 /// Parses the text of an inventory file; see [`load_file`].
-pub fn parse_list(text: &str) -> Result<Vec<PodInfo>, String> {
-    // JSON is YAML, so one parser serves both `-o json` and `-o yaml`.
-    let list: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse_list(text: &str) -> Result<Snapshot, String> {
+    // JSON is YAML, so one parser serves both `-o json` and `-o yaml`. YAML 1.2 booleans only: read untyped,
+    // a namespace or label value `n`, `y`, `no` or `on` must stay a string (Kubernetes reads it as one).
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let list: serde_json::Value =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
     let kind = list
         .get("kind")
         .and_then(|k| k.as_str())
@@ -203,6 +334,7 @@ pub fn parse_list(text: &str) -> Result<Vec<PodInfo>, String> {
     };
     let mut owners = HashMap::new();
     let mut pods = Vec::new();
+    let mut deployments = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let item_kind = item
             .get("kind")
@@ -211,6 +343,13 @@ pub fn parse_list(text: &str) -> Result<Vec<PodInfo>, String> {
         let invalid = |e: serde_json::Error| format!("items[{index}] ({item_kind}): {e}");
         match item_kind {
             "Pod" => pods.push(serde_json::from_value::<Pod>(item.clone()).map_err(invalid)?),
+            "Deployment" => {
+                let deployment =
+                    serde_json::from_value::<Deployment>(item.clone()).map_err(invalid)?;
+                deployments.push(DeploymentInfo::from_deployment(&deployment).ok_or_else(|| {
+                    format!("items[{index}] (Deployment): needs a namespace, a name and a valid spec.selector")
+                })?);
+            }
             "ReplicaSet" => {
                 let rs = serde_json::from_value::<ReplicaSet>(item.clone()).map_err(invalid)?;
                 let deployment = rs
@@ -229,7 +368,8 @@ pub fn parse_list(text: &str) -> Result<Vec<PodInfo>, String> {
             _ => {}
         }
     }
-    pods.iter()
+    let pods = pods
+        .iter()
         .enumerate()
         .map(|(index, pod)| {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -238,12 +378,53 @@ pub fn parse_list(text: &str) -> Result<Vec<PodInfo>, String> {
             })
             .ok_or_else(|| format!("pod #{index} has no namespace or name"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Snapshot { pods, deployments })
+}
+
+/// Keeps `inventory` in step with the cluster's Deployments (in `namespaces`, or all).
+pub async fn watch_deployments(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    inventory: Arc<PodInventory>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+
+    let apis: Vec<kube::Api<Deployment>> = if namespaces.is_empty() {
+        vec![kube::Api::all(client)]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| kube::Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let streams = apis
+        .into_iter()
+        .map(|api| watcher::watcher(api, watcher::Config::default()).boxed());
+    let mut events = futures::stream::select_all(streams);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Apply(d) | Event::InitApply(d)) => {
+                if let Some(info) = DeploymentInfo::from_deployment(&d) {
+                    inventory.upsert_deployment(info);
+                }
+            }
+            Ok(Event::Delete(d)) => {
+                if let (Some(ns), Some(name)) = (&d.metadata.namespace, &d.metadata.name) {
+                    inventory.remove_deployment(ns, name);
+                }
+            }
+            Ok(Event::Init | Event::InitDone) => {}
+            Err(error) => tracing::warn!(%error, "deployment watch failed; retrying"),
+        }
+    }
 }
 
 /// Keeps `inventory` in step with the cluster's pods (in `namespaces`, or all) until the stream ends.
 ///
-/// Deployment attribution is not resolved in this mode yet; the file mode resolves it from ReplicaSets.
+/// Pods are attributed to Deployments through the ReplicaSet name (`<deployment>-<pod-template-hash>`),
+/// which the Deployment controller always produces.
 pub async fn watch(client: kube::Client, namespaces: Vec<String>, inventory: Arc<PodInventory>) {
     use futures::StreamExt;
     use kube::runtime::watcher::{self, Event};
@@ -265,7 +446,7 @@ pub async fn watch(client: kube::Client, namespaces: Vec<String>, inventory: Arc
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Apply(pod)) => {
-                if let Some(info) = PodInfo::from_pod(&pod, |_| None) {
+                if let Some(info) = PodInfo::from_pod(&pod, deployment_of_replica_set) {
                     inventory.upsert(info);
                 }
             }
@@ -275,7 +456,9 @@ pub async fn watch(client: kube::Client, namespaces: Vec<String>, inventory: Arc
                 }
             }
             Ok(Event::Init) => initial.clear(),
-            Ok(Event::InitApply(pod)) => initial.extend(PodInfo::from_pod(&pod, |_| None)),
+            Ok(Event::InitApply(pod)) => {
+                initial.extend(PodInfo::from_pod(&pod, deployment_of_replica_set))
+            }
             Ok(Event::InitDone) => {
                 for pod in initial.drain(..) {
                     inventory.upsert(pod);
@@ -309,12 +492,16 @@ mod tests {
             ready: true,
             terminating: false,
             deployment: None,
+            created: None,
+            ready_changed: None,
+            containers: vec![],
         }
     }
 
     #[test]
     fn a_kubectl_snapshot_yields_pods_with_their_deployment() {
-        let pods = parse_list(SNAPSHOT).unwrap();
+        let snapshot = parse_list(SNAPSHOT).unwrap();
+        let pods = snapshot.pods;
         let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -333,15 +520,49 @@ mod tests {
         assert_eq!(secondary.ip.as_deref(), Some("10.42.0.11"));
         assert!(secondary.ready);
         assert_eq!(secondary.labels["run"], "security-server-sidecar-secondary");
+        let deployment = &snapshot.deployments[0];
+        assert_eq!(
+            (deployment.name.as_str(), deployment.replicas),
+            ("security-server-sidecar-secondary", 3)
+        );
+        assert_eq!(
+            deployment.selector.to_string(),
+            "run=security-server-sidecar-secondary"
+        );
+    }
+
+    #[test]
+    fn container_restarts_waiting_reasons_and_times_are_read() {
+        let yaml = "kind: List\nitems:\n- kind: Pod\n  metadata: {name: p, namespace: ns, creationTimestamp: '2026-01-01T00:00:00Z'}\n  status:\n    phase: Running\n    conditions: [{type: Ready, status: 'False', lastTransitionTime: '2026-01-01T00:10:00Z'}]\n    containerStatuses:\n    - name: c\n      image: i\n      imageID: ''\n      ready: false\n      restartCount: 4\n      state: {waiting: {reason: CrashLoopBackOff}}\n      lastState: {terminated: {exitCode: 1, finishedAt: '2026-01-01T00:09:30Z'}}\n";
+        let pod = &parse_list(yaml).unwrap().pods[0];
+        assert_eq!(pod.created, Some(1_767_225_600));
+        assert_eq!(pod.ready_changed, Some(1_767_226_200));
+        assert_eq!(
+            pod.containers,
+            [ContainerHealth {
+                name: "c".into(),
+                restarts: 4,
+                last_terminated: Some(1_767_226_170),
+                waiting_reason: Some("CrashLoopBackOff".into()),
+            }]
+        );
     }
 
     #[test]
     fn a_json_list_parses_like_yaml() {
         let json = r#"{"apiVersion":"v1","kind":"List","items":[
             {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"status":{"phase":"Pending"}}]}"#;
-        let pods = parse_list(json).unwrap();
+        let pods = parse_list(json).unwrap().pods;
         assert_eq!(pods[0].phase, "Pending");
         assert!(!pods[0].ready);
+    }
+
+    #[test]
+    fn yaml_1_1_boolean_words_stay_strings() {
+        let yaml = "kind: List\nitems:\n- kind: Pod\n  metadata: {name: y, namespace: n, labels: {on: off}}\n";
+        let pod = &parse_list(yaml).unwrap().pods[0];
+        assert_eq!((pod.name.as_str(), pod.namespace.as_str()), ("y", "n"));
+        assert_eq!(pod.labels["on"], "off");
     }
 
     #[test]

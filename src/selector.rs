@@ -110,6 +110,27 @@ impl LabelSelector {
     }
 }
 
+impl LabelSelector {
+    /// Converts a workload's `spec.selector` (`matchLabels` and `matchExpressions`).
+    pub fn from_k8s(
+        selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Result<Self, SelectorError> {
+        let mut requirements: Vec<Requirement> = selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| Requirement::Label(Expression::Equal(k.clone(), v.clone())))
+            .collect();
+        for expression in selector.match_expressions.iter().flatten() {
+            let expression = Expression::try_from(expression.clone())
+                .map_err(|e| SelectorError::new(e.to_string()))?;
+            requirements.push(Requirement::Label(expression));
+        }
+        requirements.sort_by(|a, b| a.key().cmp(b.key()));
+        Ok(Self { requirements })
+    }
+}
+
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, requirement) in self.requirements.iter().enumerate() {
@@ -532,6 +553,32 @@ mod tests {
     fn overlong_selectors_are_refused_before_parsing() {
         let huge = "a=b,".repeat(MAX_SELECTOR_LEN);
         assert!(error(&huge).contains("more than the 16384 allowed"));
+    }
+
+    #[test]
+    fn a_deployment_selector_converts_with_its_expressions() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+        let k8s = meta::LabelSelector {
+            match_labels: Some([("run".to_string(), "secondary".to_string())].into()),
+            match_expressions: Some(vec![meta::LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "In".into(),
+                values: Some(vec!["b".into(), "a".into()]),
+            }]),
+        };
+        assert_eq!(
+            LabelSelector::from_k8s(&k8s).unwrap().to_string(),
+            "run=secondary,tier in (a,b)"
+        );
+        let bad = meta::LabelSelector {
+            match_expressions: Some(vec![meta::LabelSelectorRequirement {
+                key: "x".into(),
+                operator: "Sometimes".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        assert!(LabelSelector::from_k8s(&bad).is_err());
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) 
     })
     .unwrap();
     let inventory = Arc::new(PodInventory::new());
-    inventory.replace_all(inventory::load_file(Path::new(INVENTORY)).unwrap());
+    inventory.load(inventory::load_file(Path::new(INVENTORY)).unwrap());
     Arc::new(AppState {
         catalog: Catalog::builtin(),
         cache: Arc::new(QueryCache::new(
