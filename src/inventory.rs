@@ -382,16 +382,26 @@ pub fn parse_list(text: &str) -> Result<Snapshot, String> {
     Ok(Snapshot { pods, deployments })
 }
 
-/// Keeps `inventory` in step with the cluster's Deployments (in `namespaces`, or all).
-pub async fn watch_deployments(
-    client: kube::Client,
-    namespaces: Vec<String>,
-    inventory: Arc<PodInventory>,
-) {
-    use futures::StreamExt;
-    use kube::runtime::watcher::{self, Event};
+type WatchEvents<K> = futures::stream::SelectAll<
+    futures::stream::BoxStream<
+        'static,
+        kube::runtime::watcher::Result<kube::runtime::watcher::Event<K>>,
+    >,
+>;
 
-    let apis: Vec<kube::Api<Deployment>> = if namespaces.is_empty() {
+/// One merged watch over `namespaces` (all namespaces when empty).
+fn watch_all<K>(client: kube::Client, namespaces: &[String]) -> WatchEvents<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let apis: Vec<kube::Api<K>> = if namespaces.is_empty() {
         vec![kube::Api::all(client)]
     } else {
         namespaces
@@ -399,10 +409,22 @@ pub async fn watch_deployments(
             .map(|ns| kube::Api::namespaced(client.clone(), ns))
             .collect()
     };
-    let streams = apis
-        .into_iter()
-        .map(|api| watcher::watcher(api, watcher::Config::default()).boxed());
-    let mut events = futures::stream::select_all(streams);
+    futures::stream::select_all(
+        apis.into_iter()
+            .map(|api| watcher::watcher(api, watcher::Config::default()).boxed()),
+    )
+}
+
+/// Keeps `inventory` in step with the cluster's Deployments (in `namespaces`, or all).
+pub async fn watch_deployments(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    inventory: Arc<PodInventory>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
+
+    let mut events = watch_all::<Deployment>(client, &namespaces);
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Apply(d) | Event::InitApply(d)) => {
@@ -427,20 +449,9 @@ pub async fn watch_deployments(
 /// which the Deployment controller always produces.
 pub async fn watch(client: kube::Client, namespaces: Vec<String>, inventory: Arc<PodInventory>) {
     use futures::StreamExt;
-    use kube::runtime::watcher::{self, Event};
+    use kube::runtime::watcher::Event;
 
-    let apis: Vec<kube::Api<Pod>> = if namespaces.is_empty() {
-        vec![kube::Api::all(client)]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| kube::Api::namespaced(client.clone(), ns))
-            .collect()
-    };
-    let streams = apis
-        .into_iter()
-        .map(|api| watcher::watcher(api, watcher::Config::default()).boxed());
-    let mut events = futures::stream::select_all(streams);
+    let mut events = watch_all::<Pod>(client, &namespaces);
     let mut initial = Vec::new();
     let mut pending_streams = namespaces.len().max(1);
     while let Some(event) = events.next().await {
