@@ -154,6 +154,14 @@ pub struct Catalog {
 pub const PODS: &str = "pods";
 /// Namespaces get the sum of their pods, as the Prometheus Adapter serves them.
 pub const NAMESPACES: &str = "namespaces";
+/// The resource the scale-on-failure metrics describe.
+pub const DEPLOYMENTS: &str = "deployments.apps";
+/// The replica count a scale-on-failure policy asks for (HPA Object metric, `AverageValue: 1`).
+pub const SCALE_ON_FAILURE_REPLICAS: &str = "xroad_scale_on_failure_replicas";
+/// Pods of a policy's target failing now.
+pub const UNHEALTHY_PODS: &str = "unhealthy_pods";
+/// The metrics the scale-on-failure policies serve, when any policy is configured.
+pub const POLICY_METRICS: [&str; 2] = [SCALE_ON_FAILURE_REPLICAS, UNHEALTHY_PODS];
 
 impl Catalog {
     /// The built-in network metrics (`../shared/DESIGN.md`, metrics served).

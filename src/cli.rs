@@ -10,6 +10,7 @@ use tower::ServiceExt;
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, parse_base_url};
+use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
 use crate::inventory::{self, InventoryError, PodInventory};
 use crate::quantity::Quantity;
@@ -36,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print what the adapter would serve for one metric, and the replica count an HPA would choose.
     Query(QueryArgs),
+    /// Show, for each scale-on-failure policy, every pod's health and why, the load, and the replica count.
+    Explain(ExplainArgs),
     /// Validate a configuration file and print what it configures.
     CheckConfig {
         /// The configuration file.
@@ -137,6 +140,17 @@ pub struct QueryArgs {
     pub tolerance: f64,
 }
 
+/// `explain` flags.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Backend, configuration and pods.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Only this policy.
+    #[arg(long)]
+    pub policy: Option<String>,
+}
+
 /// Why a command failed; printed as is.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -170,8 +184,24 @@ fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
     Ok(config)
 }
 
-/// Builds the shared state; with `--inventory` the pods are loaded now, otherwise a watcher is started.
-async fn build_state(args: &SourceArgs, config: &Config) -> Result<Arc<AppState>, CliError> {
+/// Builds the shared state and the policies' inputs; with `--inventory` the pods are loaded now, otherwise
+/// watchers are started.
+async fn build_state(
+    args: &SourceArgs,
+    config: &Config,
+) -> Result<(Arc<AppState>, Arc<Inputs>), CliError> {
+    let catalog = Catalog::builtin();
+    for policy in &config.scale_on_failure {
+        if catalog.pod_metric(&policy.load_metric).is_none() {
+            let served: Vec<_> = catalog.metrics().iter().map(|m| m.name.as_str()).collect();
+            return Err(message(format!(
+                "scaleOnFailure {}: load.metric {:?} is not a served pod metric (one of: {})",
+                policy.name,
+                policy.load_metric,
+                served.join(", ")
+            )));
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let source = PrometheusSource::new(&config.prometheus).map_err(message)?;
     let cache = Arc::new(QueryCache::new(
@@ -192,13 +222,22 @@ async fn build_state(args: &SourceArgs, config: &Config) -> Result<Arc<AppState>
             ));
         }
     }
-    Ok(Arc::new(AppState {
-        catalog: Catalog::builtin(),
+    let inputs = Arc::new(Inputs {
+        inventory: inventory.clone(),
+        cache: cache.clone(),
+        catalog: catalog.clone(),
+        rate_window: config.rate_window,
+        metrics: metrics.clone(),
+    });
+    let state = Arc::new(AppState {
+        catalog,
         cache,
         inventory,
         metrics,
         rate_window: config.rate_window,
-    }))
+        policies: Arc::new(FailurePolicies::new(&config.scale_on_failure)),
+    });
+    Ok((state, inputs))
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, CliError> {
@@ -267,7 +306,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     let (chain, key) = tls::load(&cert, &key)?;
     let tls_config = tls::server_config(chain, key)?;
-    let state = build_state(&args.source, &config).await?;
+    let (state, inputs) = build_state(&args.source, &config).await?;
+    state.policies.spawn(inputs);
     let address = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -296,7 +336,7 @@ async fn shutdown_signal() {
 /// `query`: runs the request through the server's own router, in process, and explains the result.
 pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     let config = load_config(&args.source)?;
-    let state = build_state(&args.source, &config).await?;
+    let (state, _) = build_state(&args.source, &config).await?;
     let target = args
         .target_average_value
         .as_deref()
@@ -391,6 +431,83 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `explain`: one evaluation of each policy, as if the pods' current states had held for `failFor`.
+pub async fn explain(args: ExplainArgs) -> Result<(), CliError> {
+    let config = load_config(&args.source)?;
+    let (state, inputs) = build_state(&args.source, &config).await?;
+    wait_for_inventory(&state.inventory).await?;
+    let selected: Vec<_> = config
+        .scale_on_failure
+        .iter()
+        .filter(|p| args.policy.as_ref().is_none_or(|name| &p.name == name))
+        .collect();
+    if selected.is_empty() {
+        return Err(message(match &args.policy {
+            Some(name) => format!("no scaleOnFailure policy named {name:?} in the configuration"),
+            None => "the configuration has no scaleOnFailure policies".to_owned(),
+        }));
+    }
+    println!(
+        "(one round of checks; failFor, recoverFor and the probe thresholds are not waited for)"
+    );
+    for policy in selected {
+        // Hysteresis needs time; explain shows where the policy settles if today's states persist.
+        let mut settled = policy.clone();
+        settled.fail_for = std::time::Duration::ZERO;
+        settled.recover_for = std::time::Duration::ZERO;
+        settled.signals.health_check.failure_threshold = 1;
+        settled.signals.health_check.success_threshold = 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let target = &policy.target;
+        println!(
+            "\npolicy {}: deployment {}/{}",
+            policy.name, target.namespace, target.deployment
+        );
+        let decision = match FailurePolicy::new(settled).evaluate(&inputs, now).await {
+            Ok(decision) => decision,
+            Err(cause) => {
+                println!("  cannot evaluate: {cause}");
+                continue;
+            }
+        };
+        for (pod, health) in &decision.pods {
+            println!(
+                "  {pod:<52} {:<11} {}",
+                health.state.as_str(),
+                health.reasons.join("; ")
+            );
+        }
+        println!(
+            "  load: {} = {:.3} (capacityPerPod {})",
+            policy.load_metric, decision.load, policy.capacity_per_pod
+        );
+        println!("  replicas: {}", decision.explanation);
+        let running = decision.pods.len() as u32;
+        let hpa = hpa::object_average_value(
+            i64::from(decision.replicas) * 1000,
+            1000,
+            running,
+            hpa::DEFAULT_TOLERANCE,
+        );
+        println!(
+            "  an HPA Object metric (AverageValue 1) with {running} replicas running proposes {hpa} (default tolerance 0.1)"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_inventory(inventory: &PodInventory) -> Result<(), CliError> {
+    for _ in 0..300 {
+        if inventory.is_synced() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(message("the pod list did not sync within 30 s"))
+}
+
 /// `check-config`.
 pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     let config = Config::load(file)?;
@@ -411,6 +528,22 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     println!("  metrics served (custom: pods and namespaces; external: namespace totals):");
     for metric in Catalog::builtin().metrics() {
         println!("    {}", metric.name);
+    }
+    for policy in &config.scale_on_failure {
+        let target = &policy.target;
+        println!(
+            "  scaleOnFailure {}: deployments.apps {}/{} serves xroad_scale_on_failure_replicas and unhealthy_pods; \
+             load {} at {} per pod, minHealthy {}, maxExtra {}, failFor {:?}, recoverFor {:?}",
+            policy.name,
+            target.namespace,
+            target.deployment,
+            policy.load_metric,
+            policy.capacity_per_pod,
+            policy.min_healthy,
+            policy.max_extra,
+            policy.fail_for,
+            policy.recover_for
+        );
     }
     Ok(())
 }

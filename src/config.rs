@@ -80,6 +80,78 @@ impl Default for PrometheusConfig {
     }
 }
 
+/// The Deployment a scale-on-failure policy serves a replica count for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyTarget {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub deployment: String,
+}
+
+/// The active Security Server health check (`http://<podIP>:5588/`), probed like a kubelet probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    /// Off: no active probing.
+    pub enabled: bool,
+    /// `http` or `https` (certificates are not verified: the check is about liveness, not identity).
+    pub scheme: String,
+    /// The port, 5588 on Sidecar images.
+    pub port: u16,
+    /// The path; the Security Server answers every path alike.
+    pub path: String,
+    /// How often each pod is probed.
+    pub period: Duration,
+    /// How long one probe may take (above the server's 5 s per-check timeout).
+    pub timeout: Duration,
+    /// Consecutive failures before a pod is failing.
+    pub failure_threshold: u32,
+    /// Consecutive successes before a failing pod is healthy again.
+    pub success_threshold: u32,
+}
+
+/// The health signals a policy reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalsConfig {
+    /// Pod status: `Ready`, recent container restarts, waiting reasons, long `Pending`.
+    pub pod_status: bool,
+    /// A container restarted within this window counts as failing.
+    pub restart_window: Duration,
+    /// A pod younger than this that is not yet Ready is starting, not failing.
+    pub startup_grace: Duration,
+    /// Kubelet liveness-probe failures from Prometheus (`prober_probe_total`).
+    pub probes: bool,
+    /// The window of `increase(prober_probe_total{…}[window])`.
+    pub probe_window: Duration,
+    /// The active health check.
+    pub health_check: HealthCheckConfig,
+}
+
+/// One scale-on-failure policy (`scaleOnFailure[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleOnFailureConfig {
+    /// A unique name.
+    pub name: String,
+    /// The Deployment.
+    pub target: PolicyTarget,
+    /// A served pod metric whose sum over the target's pods is the load.
+    pub load_metric: String,
+    /// The load one healthy pod carries at target.
+    pub capacity_per_pod: f64,
+    /// Never ask for fewer healthy pods than this.
+    pub min_healthy: u32,
+    /// At most this many replicas on top of what the load needs.
+    pub max_extra: u32,
+    /// Never ask for more replicas than this (optional).
+    pub max_replicas: Option<u32>,
+    /// The health signals.
+    pub signals: SignalsConfig,
+    /// How long a pod must fail before it counts.
+    pub fail_for: Duration,
+    /// How long a counted pod must be healthy before it stops counting.
+    pub recover_for: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -91,6 +163,8 @@ pub struct Config {
     pub max_staleness: Duration,
     /// The `rate()` window of the built-in network metrics (≥ 4 × the scrape interval).
     pub rate_window: Duration,
+    /// Scale-on-failure policies.
+    pub scale_on_failure: Vec<ScaleOnFailureConfig>,
 }
 
 impl Default for Config {
@@ -100,6 +174,7 @@ impl Default for Config {
             refresh_interval: Duration::from_secs(15),
             max_staleness: Duration::from_secs(60),
             rate_window: Duration::from_secs(120),
+            scale_on_failure: Vec::new(),
         }
     }
 }
@@ -112,6 +187,76 @@ struct RawConfig {
     refresh_interval: Option<String>,
     max_staleness: Option<String>,
     rate_window: Option<String>,
+    #[serde(default)]
+    scale_on_failure: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPolicy {
+    name: String,
+    target: RawTarget,
+    load: RawLoad,
+    min_healthy: Option<u32>,
+    max_extra: Option<u32>,
+    max_replicas: Option<u32>,
+    #[serde(default)]
+    signals: RawSignals,
+    fail_for: Option<String>,
+    recover_for: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTarget {
+    namespace: String,
+    deployment: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLoad {
+    metric: String,
+    capacity_per_pod: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSignals {
+    #[serde(default)]
+    pod_status: RawPodStatus,
+    #[serde(default)]
+    probes: RawProbes,
+    #[serde(default)]
+    health_check: RawHealthCheck,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPodStatus {
+    enabled: Option<bool>,
+    restart_window: Option<String>,
+    startup_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawProbes {
+    enabled: Option<bool>,
+    window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawHealthCheck {
+    enabled: Option<bool>,
+    scheme: Option<String>,
+    port: Option<u16>,
+    path: Option<String>,
+    period: Option<String>,
+    timeout: Option<String>,
+    failure_threshold: Option<u32>,
+    success_threshold: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,7 +377,24 @@ impl Config {
                 "rateWindow",
                 duration("rateWindow", raw.rate_window, defaults.rate_window)?,
             )?,
+            scale_on_failure: Vec::new(),
         };
+        let mut config = config;
+        let mut names = std::collections::HashSet::new();
+        for (index, raw) in raw.scale_on_failure.into_iter().enumerate() {
+            let policy = policy(raw).map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message: format!("scaleOnFailure[{index}]: {message}"),
+            })?;
+            if !names.insert(policy.name.clone()) {
+                return Err(invalid(
+                    "scaleOnFailure",
+                    format!("two policies are named {:?}", policy.name),
+                ));
+            }
+            config.scale_on_failure.push(policy);
+        }
         if config.rate_window.as_secs() < 60 || config.rate_window.subsec_nanos() != 0 {
             return Err(invalid(
                 "rateWindow",
@@ -242,6 +404,122 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// A key and what is wrong with it.
+type KeyError = (&'static str, String);
+
+fn policy(raw: RawPolicy) -> Result<ScaleOnFailureConfig, KeyError> {
+    let duration =
+        |key: &'static str, value: Option<String>, default: u64| -> Result<Duration, KeyError> {
+            match value {
+                None => Ok(Duration::from_secs(default)),
+                Some(text) => parse_duration(&text).map_err(|m| (key, m)),
+            }
+        };
+    let dns_name = |key: &'static str, value: &str| -> Result<(), KeyError> {
+        let ok = !value.is_empty()
+            && value.len() <= 253
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if ok {
+            Ok(())
+        } else {
+            Err((key, format!("{value:?} is not a valid Kubernetes name")))
+        }
+    };
+    dns_name("scaleOnFailure.name", &raw.name)?;
+    dns_name("scaleOnFailure.target.namespace", &raw.target.namespace)?;
+    dns_name("scaleOnFailure.target.deployment", &raw.target.deployment)?;
+    if !(raw.load.capacity_per_pod.is_finite() && raw.load.capacity_per_pod > 0.0) {
+        return Err((
+            "scaleOnFailure.load.capacityPerPod",
+            "must be a number greater than zero".into(),
+        ));
+    }
+    let check = raw.signals.health_check;
+    let scheme = check.scheme.unwrap_or_else(|| "http".into());
+    if scheme != "http" && scheme != "https" {
+        return Err((
+            "scaleOnFailure.signals.healthCheck.scheme",
+            format!("{scheme:?} must be http or https"),
+        ));
+    }
+    let path = check.path.unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err((
+            "scaleOnFailure.signals.healthCheck.path",
+            format!("{path:?} must be an absolute URL path"),
+        ));
+    }
+    let health_check = HealthCheckConfig {
+        enabled: check.enabled.unwrap_or(true),
+        scheme,
+        port: check.port.unwrap_or(5588),
+        path,
+        period: duration(
+            "scaleOnFailure.signals.healthCheck.period",
+            check.period,
+            10,
+        )?,
+        timeout: duration(
+            "scaleOnFailure.signals.healthCheck.timeout",
+            check.timeout,
+            8,
+        )?,
+        failure_threshold: check.failure_threshold.unwrap_or(2).max(1),
+        success_threshold: check.success_threshold.unwrap_or(1).max(1),
+    };
+    if health_check.period.is_zero() || health_check.timeout.is_zero() {
+        return Err((
+            "scaleOnFailure.signals.healthCheck",
+            "period and timeout must be greater than zero".into(),
+        ));
+    }
+    let min_healthy = raw.min_healthy.unwrap_or(1);
+    if let Some(max) = raw.max_replicas
+        && max < min_healthy
+    {
+        return Err((
+            "scaleOnFailure.maxReplicas",
+            format!("{max} is below minHealthy {min_healthy}"),
+        ));
+    }
+    Ok(ScaleOnFailureConfig {
+        name: raw.name,
+        target: PolicyTarget {
+            namespace: raw.target.namespace,
+            deployment: raw.target.deployment,
+        },
+        load_metric: raw.load.metric,
+        capacity_per_pod: raw.load.capacity_per_pod,
+        min_healthy,
+        max_extra: raw.max_extra.unwrap_or(5),
+        max_replicas: raw.max_replicas,
+        signals: SignalsConfig {
+            pod_status: raw.signals.pod_status.enabled.unwrap_or(true),
+            restart_window: duration(
+                "scaleOnFailure.signals.podStatus.restartWindow",
+                raw.signals.pod_status.restart_window,
+                300,
+            )?,
+            startup_grace: duration(
+                "scaleOnFailure.signals.podStatus.startupGrace",
+                raw.signals.pod_status.startup_grace,
+                600,
+            )?,
+            probes: raw.signals.probes.enabled.unwrap_or(true),
+            probe_window: duration(
+                "scaleOnFailure.signals.probes.window",
+                raw.signals.probes.window,
+                120,
+            )?,
+            health_check,
+        },
+        fail_for: duration("scaleOnFailure.failFor", raw.fail_for, 30)?,
+        recover_for: duration("scaleOnFailure.recoverFor", raw.recover_for, 60)?,
+    })
 }
 
 #[cfg(test)]
@@ -271,6 +549,84 @@ mod tests {
         assert_eq!(config.refresh_interval, Duration::from_secs(10));
         assert_eq!(config.max_staleness, Duration::from_secs(120));
         assert_eq!(config.rate_window, Duration::from_secs(300));
+    }
+
+    const POLICY: &str = "scaleOnFailure:\n- name: secondaries\n  target: {namespace: sidecar, deployment: security-server-sidecar-secondary}\n  load: {metric: container_network_receive_packets_per_second, capacityPerPod: 50}\n";
+
+    #[test]
+    fn a_minimal_policy_gets_the_documented_defaults() {
+        let config = Config::parse("c.yaml", POLICY).unwrap();
+        let policy = &config.scale_on_failure[0];
+        assert_eq!(
+            policy.target.deployment,
+            "security-server-sidecar-secondary"
+        );
+        assert_eq!(
+            (policy.min_healthy, policy.max_extra, policy.max_replicas),
+            (1, 5, None)
+        );
+        assert_eq!(
+            (policy.fail_for, policy.recover_for),
+            (Duration::from_secs(30), Duration::from_secs(60))
+        );
+        let check = &policy.signals.health_check;
+        assert!(check.enabled && policy.signals.pod_status && policy.signals.probes);
+        assert_eq!(
+            (check.scheme.as_str(), check.port, check.path.as_str()),
+            ("http", 5588, "/")
+        );
+        assert_eq!(
+            (check.period, check.timeout),
+            (Duration::from_secs(10), Duration::from_secs(8))
+        );
+        assert_eq!((check.failure_threshold, check.success_threshold), (2, 1));
+    }
+
+    #[test]
+    fn every_policy_key_is_read() {
+        let text = format!(
+            "{POLICY}  minHealthy: 2\n  maxExtra: 3\n  maxReplicas: 20\n  failFor: 45s\n  recoverFor: 2m\n  signals:\n    podStatus: {{enabled: false, restartWindow: 10m, startupGrace: 15m}}\n    probes: {{enabled: false, window: 5m}}\n    healthCheck: {{enabled: true, scheme: https, port: 15588, path: /health, period: 5s, timeout: 3s, failureThreshold: 3, successThreshold: 2}}\n"
+        );
+        let policy = Config::parse("c.yaml", &text)
+            .unwrap()
+            .scale_on_failure
+            .remove(0);
+        assert_eq!(
+            (policy.min_healthy, policy.max_extra, policy.max_replicas),
+            (2, 3, Some(20))
+        );
+        assert_eq!(policy.fail_for, Duration::from_secs(45));
+        assert!(!policy.signals.pod_status && !policy.signals.probes);
+        assert_eq!(policy.signals.startup_grace, Duration::from_secs(900));
+        assert_eq!(policy.signals.health_check.port, 15588);
+        assert_eq!(policy.signals.health_check.success_threshold, 2);
+    }
+
+    #[test]
+    fn bad_policies_say_which_and_why() {
+        let err = |text: &str| Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert!(
+            err(&POLICY.replace("50", "0"))
+                .contains("capacityPerPod: scaleOnFailure[0]: must be a number greater than zero")
+        );
+        assert!(
+            err(&format!("{POLICY}{}", &POLICY["scaleOnFailure:\n".len()..]))
+                .contains("two policies are named \"secondaries\"")
+        );
+        assert!(
+            err(&POLICY.replace("sidecar,", "Sidecar,")).contains("not a valid Kubernetes name")
+        );
+        assert!(
+            err(&format!("{POLICY}  maxReplicas: 1\n  minHealthy: 3\n"))
+                .contains("below minHealthy")
+        );
+        assert!(
+            err(&format!(
+                "{POLICY}  signals: {{healthCheck: {{scheme: ftp}}}}\n"
+            ))
+            .contains("must be http or https")
+        );
+        assert!(err(&format!("{POLICY}  bogus: 1\n")).contains("bogus"));
     }
 
     #[test]

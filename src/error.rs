@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The backend failed and no value within the staleness bound is at hand.
     #[error("unable to fetch metrics: {0}")]
     Backend(SourceError),
+    /// A scale-on-failure policy could not evaluate (no load value, target missing, loop stalled).
+    #[error("unable to compute the scale-on-failure metrics: {0}")]
+    PolicyUnavailable(String),
     /// The pod inventory has not synced yet, or could not be read.
     #[error("unable to list matching resources")]
     InventoryUnavailable,
@@ -68,7 +71,9 @@ impl ApiError {
                 "Timeout",
                 "the request timed out fetching metrics".to_owned(),
             ),
-            ApiError::Backend(_) | ApiError::InventoryUnavailable => (
+            ApiError::Backend(_)
+            | ApiError::InventoryUnavailable
+            | ApiError::PolicyUnavailable(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 format!("Internal error occurred: {self}"),

@@ -85,6 +85,34 @@ pub fn pods_average_value(
     ))
 }
 
+/// The HPA's proposal for an `Object` (or `External`) metric with an `AverageValue` target:
+/// ratio `V / (t × status)`; outside tolerance `ceil(V / t)`, inside it `status` (§10.2).
+///
+/// ```
+/// use xroad_metrics_adapter::hpa::{object_average_value, DEFAULT_TOLERANCE};
+/// // A scale-on-failure value of 12 replicas against 10 running: ratio 1.2, so 12.
+/// assert_eq!(object_average_value(12_000, 1_000, 10, DEFAULT_TOLERANCE), 12);
+/// // 11 against 10 is ratio 1.1: inside the default tolerance, no change.
+/// assert_eq!(object_average_value(11_000, 1_000, 10, DEFAULT_TOLERANCE), 10);
+/// assert_eq!(object_average_value(11_000, 1_000, 10, 0.0), 11);
+/// ```
+pub fn object_average_value(
+    value_millis: i64,
+    target_millis: i64,
+    status: u32,
+    tolerance: f64,
+) -> u32 {
+    if status == 0 || target_millis <= 0 {
+        return (value_millis as f64 / target_millis.max(1) as f64).ceil() as u32;
+    }
+    let ratio = value_millis as f64 / (target_millis as f64 * status as f64);
+    if 1.0 - tolerance <= ratio && ratio <= 1.0 + tolerance {
+        status
+    } else {
+        (value_millis as f64 / target_millis as f64).ceil() as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => cli::serve(args).await?,
         Command::Query(args) => cli::query(args).await?,
+        Command::Explain(args) => cli::explain(args).await?,
         Command::CheckConfig { file } => cli::check_config(&file)?,
     }
     Ok(())

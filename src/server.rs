@@ -24,9 +24,13 @@ use crate::apis::{
     ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference,
 };
 use crate::cache::QueryCache;
-use crate::catalog::{Catalog, NAMESPACES, PODS, Scope};
+use crate::catalog::{
+    Catalog, DEPLOYMENTS, NAMESPACES, PODS, POLICY_METRICS, SCALE_ON_FAILURE_REPLICAS, Scope,
+};
 use crate::error::ApiError;
+use crate::health::FailurePolicies;
 use crate::inventory::PodInventory;
+use crate::policy::Decision;
 use crate::promql::{self, MatcherError};
 use crate::quantity::Quantity;
 use crate::selector::LabelSelector;
@@ -45,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The `rate()` window of the built-in metrics.
     pub rate_window: Duration,
+    /// The scale-on-failure policies.
+    pub policies: Arc<FailurePolicies>,
 }
 
 /// The route kind a response was produced by, for self-metrics.
@@ -159,6 +165,117 @@ async fn dispatch(
     })
 }
 
+/// The scale-on-failure metrics, served only when a policy is configured.
+fn policy_metrics(state: &AppState) -> impl Iterator<Item = &'static str> {
+    POLICY_METRICS
+        .into_iter()
+        .filter(|_| !state.policies.is_empty())
+}
+
+/// A policy metric's value in a decision.
+fn policy_value(decision: &Decision, metric: &str) -> Quantity {
+    let value = if metric == SCALE_ON_FAILURE_REPLICAS {
+        decision.replicas
+    } else {
+        decision.failing_now.len() as u32
+    };
+    Quantity::from_millis(i64::from(value) * 1000)
+}
+
+/// `deployments.apps/<name>/<policy metric>`: one item per policy whose target is in the namespace.
+fn deployment_metric(
+    state: &AppState,
+    request: &CustomRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let namespace = request.namespace.as_deref().ok_or(ApiError::PathNotFound)?;
+    let policies: Vec<_> = match &request.name {
+        ObjectName::One(name) => state
+            .policies
+            .for_deployment(namespace, name)
+            .into_iter()
+            .collect(),
+        ObjectName::All => state
+            .policies
+            .all()
+            .iter()
+            .filter(|p| p.config.target.namespace == namespace)
+            .collect(),
+    };
+    let mut values = Vec::new();
+    for policy in policies {
+        let decision = match policy.latest() {
+            None => continue,
+            Some(Ok(decision)) => decision,
+            // A named request must say why; a wildcard leaves the policy out.
+            Some(Err(cause)) if matches!(request.name, ObjectName::One(_)) => {
+                return Err(ApiError::PolicyUnavailable(cause));
+            }
+            Some(Err(_)) => continue,
+        };
+        values.push(MetricValue {
+            described_object: ObjectReference {
+                kind: "Deployment".into(),
+                namespace: Some(namespace.to_owned()),
+                name: policy.config.target.deployment.clone(),
+                api_version: "apps/v1".into(),
+            },
+            metric: request.metric.clone(),
+            selector: None,
+            timestamp: decision.decided_at,
+            window_seconds: None,
+            value: policy_value(&decision, &request.metric),
+        });
+    }
+    if let ObjectName::One(name) = &request.name
+        && values.is_empty()
+    {
+        return Err(ApiError::ObjectMetricNotFound {
+            resource: request.resource.clone(),
+            name: name.clone(),
+            metric: request.metric.clone(),
+        });
+    }
+    Ok(apis::metric_value_list(request.version, &values))
+}
+
+/// The external form: one item per policy in the namespace, labelled `deployment` and `policy`.
+fn external_policy_metric(
+    state: &AppState,
+    namespace: &str,
+    metric: &str,
+    query: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let selector = selector_param(query, "labelSelector")?.unwrap_or_default();
+    let items = state
+        .policies
+        .all()
+        .iter()
+        .filter(|p| p.config.target.namespace == namespace)
+        .filter_map(|policy| {
+            let labels: std::collections::BTreeMap<String, String> = [
+                (
+                    "deployment".to_owned(),
+                    policy.config.target.deployment.clone(),
+                ),
+                ("policy".to_owned(), policy.config.name.clone()),
+            ]
+            .into();
+            if !selector.matches(&labels) {
+                return None;
+            }
+            let decision = policy.latest()?.ok()?;
+            Some(ExternalMetricValue {
+                metric_name: metric.to_owned(),
+                metric_labels: labels,
+                timestamp: apis::rfc3339(decision.decided_at),
+                window: None,
+                value: policy_value(&decision, metric),
+            })
+        })
+        .collect();
+    Ok(apis::external_metric_value_list(items))
+}
+
 /// The first value of `key`, decoded as a form (the aggregator re-encodes queries that way, §2.4).
 fn param(query: Option<&str>, key: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
@@ -211,6 +328,9 @@ async fn custom_metric(
         name: name.to_owned(),
         metric: request.metric.clone(),
     };
+    if request.resource == DEPLOYMENTS && policy_metrics(state).any(|m| m == request.metric) {
+        return deployment_metric(state, request);
+    }
     let def = match request.resource.as_str() {
         PODS | NAMESPACES => state.catalog.pod_metric(&request.metric),
         _ => None,
@@ -341,6 +461,9 @@ async fn external_metric(
     metric: &str,
     query: Option<&str>,
 ) -> Result<serde_json::Value, ApiError> {
+    if policy_metrics(state).any(|m| m == metric) {
+        return external_policy_metric(state, namespace, metric, query);
+    }
     let def = state
         .catalog
         .external_metric(metric)

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -54,7 +55,29 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-/// The adapter's own metrics.
+/// Labels of a scale-on-failure policy's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The target's namespace.
+    pub namespace: String,
+    /// The target Deployment.
+    pub deployment: String,
+    /// The policy name.
+    pub policy: String,
+}
+
+/// Labels of a pod's health state (one-hot over `state`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodStateLabels {
+    /// The namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// `healthy`, `failing`, `maintenance` or `unknown`.
+    pub state: &'static str,
+}
+
+/// The adapter's own metrics and the values it computes for dashboards.
 pub struct Metrics {
     registry: Mutex<Registry>,
     /// Requests served, by route and code.
@@ -67,6 +90,12 @@ pub struct Metrics {
     pub backend_errors: Family<ReasonLabels, Counter>,
     /// Cache lookups by outcome: `hit`, `miss`, `stale` (last good value served during an outage).
     pub cache_lookups: Family<ReasonLabels, Counter>,
+    /// The replica count each scale-on-failure policy asks for.
+    pub scale_on_failure_replicas: Family<PolicyLabels, Gauge>,
+    /// Pods of each policy's target failing now.
+    pub unhealthy_pods: Family<PolicyLabels, Gauge>,
+    /// Each target pod's health state, one-hot.
+    pub pod_health: Family<PodStateLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,7 +104,8 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("xroad_metrics_adapter");
+        // The adapter's own series are prefixed; the values it computes for the HPA carry domain names.
+        let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -83,30 +113,51 @@ impl Default for Metrics {
         let backend_duration = latency_histogram();
         let backend_errors = Family::<ReasonLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
+        {
+            let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
+            own.register(
+                "http_requests",
+                "API requests served, by route and HTTP code",
+                requests.clone(),
+            );
+            own.register(
+                "http_request_duration_seconds",
+                "API request latency by route",
+                request_duration.clone(),
+            );
+            own.register(
+                "backend_query_duration_seconds",
+                "Latency of queries to the metrics backend",
+                backend_duration.clone(),
+            );
+            own.register(
+                "backend_errors",
+                "Failed metrics-backend queries by reason",
+                backend_errors.clone(),
+            );
+            own.register(
+                "cache_lookups",
+                "Query-cache lookups: hit, miss, or stale (last good value served while the backend fails)",
+                cache_lookups.clone(),
+            );
+        }
+        let scale_on_failure_replicas = Family::<PolicyLabels, Gauge>::default();
+        let unhealthy_pods = Family::<PolicyLabels, Gauge>::default();
+        let pod_health = Family::<PodStateLabels, Gauge>::default();
         registry.register(
-            "http_requests",
-            "API requests served, by route and HTTP code",
-            requests.clone(),
+            "xroad_scale_on_failure_replicas",
+            "Replica count the scale-on-failure policy asks the HPA for",
+            scale_on_failure_replicas.clone(),
         );
         registry.register(
-            "http_request_duration_seconds",
-            "API request latency by route",
-            request_duration.clone(),
+            "xroad_unhealthy_pods",
+            "Pods of the policy's target Deployment failing liveness or health checks now",
+            unhealthy_pods.clone(),
         );
         registry.register(
-            "backend_query_duration_seconds",
-            "Latency of queries to the metrics backend",
-            backend_duration.clone(),
-        );
-        registry.register(
-            "backend_errors",
-            "Failed metrics-backend queries by reason",
-            backend_errors.clone(),
-        );
-        registry.register(
-            "cache_lookups",
-            "Query-cache lookups: hit, miss, or stale (last good value served while the backend fails)",
-            cache_lookups.clone(),
+            "xroad_pod_health_state",
+            "Health state of each target pod (1 for the current state)",
+            pod_health.clone(),
         );
         Self {
             registry: Mutex::new(registry),
@@ -115,6 +166,9 @@ impl Default for Metrics {
             backend_duration,
             backend_errors,
             cache_lookups,
+            scale_on_failure_replicas,
+            unhealthy_pods,
+            pod_health,
         }
     }
 }

@@ -435,6 +435,7 @@ async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
         inventory: std::sync::Arc::new(xroad_metrics_adapter::inventory::PodInventory::new()),
         metrics: state.metrics.clone(),
         rate_window: state.rate_window,
+        policies: state.policies.clone(),
     });
     let (code, text) = get(&unsynced, "/readyz").await;
     assert_eq!(code, 500);

@@ -160,6 +160,7 @@ pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) 
         inventory,
         metrics,
         rate_window: Duration::from_secs(120),
+        policies: Default::default(),
     })
 }
 
