@@ -185,8 +185,8 @@ fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
 }
 
 /// Builds the shared state and the policies' inputs; with `--inventory` the pods are loaded now, otherwise
-/// watchers are started.
-async fn build_state(
+/// watchers are started. `serve`, `query`, `explain` and the integration tests all start here.
+pub async fn build_state(
     args: &SourceArgs,
     config: &Config,
 ) -> Result<(Arc<AppState>, Arc<Inputs>), CliError> {

@@ -146,6 +146,7 @@ async fn dispatch(
                 .map(|(resource, metric, namespaced)| {
                     ApiResource::custom(resource, metric, namespaced)
                 })
+                .chain(policy_metrics(state).map(|m| ApiResource::custom(DEPLOYMENTS, m, true)))
                 .collect(),
         )),
         Route::ExternalDiscovery => json(ApiResourceList::new(
@@ -155,7 +156,9 @@ async fn dispatch(
                 .catalog
                 .metrics()
                 .iter()
-                .map(|m| ApiResource::external(&m.name))
+                .map(|m| m.name.as_str())
+                .chain(policy_metrics(state))
+                .map(ApiResource::external)
                 .collect(),
         )),
         Route::Custom(request) => json(custom_metric(state, &request, query).await?),
@@ -166,7 +169,7 @@ async fn dispatch(
 }
 
 /// The scale-on-failure metrics, served only when a policy is configured.
-fn policy_metrics(state: &AppState) -> impl Iterator<Item = &'static str> {
+fn policy_metrics(state: &AppState) -> impl Iterator<Item = &str> + '_ {
     POLICY_METRICS
         .into_iter()
         .filter(|_| !state.policies.is_empty())

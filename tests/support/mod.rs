@@ -8,13 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xroad_metrics_adapter::cache::QueryCache;
-use xroad_metrics_adapter::catalog::Catalog;
-use xroad_metrics_adapter::config::PrometheusConfig;
-use xroad_metrics_adapter::inventory::{self, PodInventory};
+use xroad_metrics_adapter::cli::{self, SourceArgs};
+use xroad_metrics_adapter::config::Config;
+use xroad_metrics_adapter::health::Inputs;
 use xroad_metrics_adapter::server::{self, AppState, tls};
-use xroad_metrics_adapter::source::PrometheusSource;
-use xroad_metrics_adapter::telemetry::Metrics;
 
 #[path = "traffic.rs"]
 mod traffic;
@@ -140,28 +137,30 @@ pub fn state(prometheus_url: &str) -> Arc<AppState> {
 }
 
 pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) -> Arc<AppState> {
-    let metrics = Arc::new(Metrics::default());
-    let source = PrometheusSource::new(&PrometheusConfig {
-        url: Some(prometheus_url.parse().unwrap()),
-        timeout: Duration::from_secs(5),
-        ..Default::default()
-    })
-    .unwrap();
-    let inventory = Arc::new(PodInventory::new());
-    inventory.load(inventory::load_file(Path::new(INVENTORY)).unwrap());
-    Arc::new(AppState {
-        catalog: Catalog::builtin(),
-        cache: Arc::new(QueryCache::new(
-            Arc::new(source),
-            refresh,
-            staleness,
-            metrics.clone(),
-        )),
-        inventory,
-        metrics,
-        rate_window: Duration::from_secs(120),
-        policies: Default::default(),
-    })
+    let config = Config {
+        refresh_interval: refresh,
+        max_staleness: staleness,
+        ..Config::default()
+    };
+    // Building from an inventory file awaits no tokio resource, so blocking here is safe in any test.
+    futures::executor::block_on(adapter(prometheus_url, config, Path::new(INVENTORY))).0
+}
+
+/// The adapter as `serve` builds it, from a configuration and an inventory file.
+pub async fn adapter(
+    prometheus_url: &str,
+    mut config: Config,
+    inventory: &Path,
+) -> (Arc<AppState>, Arc<Inputs>) {
+    config.prometheus.url = Some(prometheus_url.parse().unwrap());
+    let args = SourceArgs {
+        prometheus_url: None,
+        config: None,
+        inventory: Some(inventory.to_owned()),
+        kubeconfig: None,
+        watch_namespaces: vec![],
+    };
+    cli::build_state(&args, &config).await.unwrap()
 }
 
 /// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).
