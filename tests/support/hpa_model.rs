@@ -2,6 +2,7 @@
 //! `../shared/reference/kubernetes-contract.md` §10: each sync takes the max of the metrics' proposals,
 //! keeps the highest recommendation of the downscale stabilization window, and clamps to
 //! `[min, min(max, max(2 × current, 4))]`. The per-metric formulas are the library's `hpa` module.
+#![allow(unreachable_pub)]
 
 use std::collections::VecDeque;
 
