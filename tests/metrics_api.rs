@@ -14,19 +14,20 @@ fn wildcard(version: &str, metric: &str, selector: &str) -> String {
     format!("{version}/namespaces/sidecar/pods/%2A/{metric}?labelSelector={selector}")
 }
 
+/// The HPA's request for the Secondary pods' received packets per second (v1beta2).
+fn secondaries_rx_packets() -> String {
+    wildcard(
+        V2,
+        "container_network_receive_packets_per_second",
+        SECONDARY_SELECTOR,
+    )
+}
+
 #[tokio::test]
 async fn wildcard_pods_get_exact_rates_for_both_cadvisor_layouts_without_double_counting() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let state = state(&prometheus.url);
-    let (code, list) = get(
-        &state,
-        &wildcard(
-            V2,
-            "container_network_receive_packets_per_second",
-            SECONDARY_SELECTOR,
-        ),
-    )
-    .await;
+    let (code, list) = get(&state, &secondaries_rx_packets()).await;
     assert_eq!(code, 200, "{list}");
     assert_eq!(list["kind"], "MetricValueList");
     assert_eq!(list["apiVersion"], "custom.metrics.k8s.io/v1beta2");
@@ -188,11 +189,7 @@ async fn metric_label_selector_filters_series_and_is_echoed() {
     let state = state(&prometheus.url);
     let path = format!(
         "{}&metricLabelSelector=interface%3Deth1",
-        wildcard(
-            V2,
-            "container_network_receive_packets_per_second",
-            SECONDARY_SELECTOR
-        )
+        secondaries_rx_packets()
     );
     let (code, list) = get(&state, &path).await;
     assert_eq!(code, 200, "{list}");
@@ -324,15 +321,7 @@ async fn bad_requests_get_a_status_that_names_the_problem() {
 #[tokio::test]
 async fn prometheus_down_gives_a_500_that_says_why() {
     let state = state(&format!("http://127.0.0.1:{}", free_port()));
-    let (code, status) = get(
-        &state,
-        &wildcard(
-            V2,
-            "container_network_receive_packets_per_second",
-            SECONDARY_SELECTOR,
-        ),
-    )
-    .await;
+    let (code, status) = get(&state, &secondaries_rx_packets()).await;
     assert_eq!(code, 500, "{status}");
     assert_eq!(status["reason"], "InternalError");
     let message = status["message"].as_str().unwrap();
@@ -351,11 +340,7 @@ async fn a_prometheus_outage_serves_the_last_good_values_then_fails() {
         std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(2),
     );
-    let path = wildcard(
-        V2,
-        "container_network_receive_packets_per_second",
-        SECONDARY_SELECTOR,
-    );
+    let path = secondaries_rx_packets();
     let (code, before) = get(&state, &path).await;
     assert_eq!(code, 200);
     drop(prometheus);
@@ -443,15 +428,7 @@ async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
         text.as_str().unwrap().contains("[-]pod-inventory failed"),
         "{text}"
     );
-    let (code, status) = get(
-        &unsynced,
-        &wildcard(
-            V2,
-            "container_network_receive_packets_per_second",
-            SECONDARY_SELECTOR,
-        ),
-    )
-    .await;
+    let (code, status) = get(&unsynced, &secondaries_rx_packets()).await;
     assert_eq!(
         (code, status["message"].as_str().unwrap()),
         (

@@ -6,14 +6,16 @@
 
 mod support;
 
+#[path = "support/health_endpoint.rs"]
+mod health_endpoint;
 #[path = "support/hpa_model.rs"]
 mod hpa_model;
 
 use std::time::Duration;
 
+use health_endpoint::{Answer, HealthEndpoint};
 use hpa_model::{HpaModel, SYNC_PERIOD};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::health::{CheckOutcome, HealthChecker};
 use xroad_metrics_adapter::hpa::{self, DEFAULT_TOLERANCE};
@@ -219,57 +221,11 @@ fn one_failure_in_ten_is_inside_the_default_tolerance_and_tolerance_zero_fixes_i
 // ---------------------------------------------------------------------------------------------------------
 // The active health check against fake Security Server health endpoints.
 // ---------------------------------------------------------------------------------------------------------
-
-/// How a fake health endpoint answers.
-#[derive(Clone, Copy)]
-enum Answer {
-    Healthy,
-    Failing(&'static str),
-    Maintenance,
-    Hang,
-}
-
-/// A fake Security Server health-check port on `ip:port`, answering every request like Jetty does (§9.3).
-async fn fake_health_endpoint(ip: &str, port: u16, answer: Answer) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut request = [0u8; 1024];
-                let _ = socket.read(&mut request).await;
-                let response = match answer {
-                    Answer::Healthy => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned(),
-                    Answer::Failing(reason) => {
-                        let body = format!("{reason}\n");
-                        format!(
-                            "HTTP/1.1 500 Server Error\r\nContent-Type: text/plain;charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                            body.len()
-                        )
-                    }
-                    Answer::Maintenance => {
-                        let body = "Health check interface is in maintenance mode.";
-                        format!(
-                            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
-                    Answer::Hang => {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        return;
-                    }
-                };
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
-    })
-}
-
 #[tokio::test]
 async fn health_check_answers_are_classified_like_the_security_server_means_them() {
     let port = free_port();
-    let _a = fake_health_endpoint("127.0.0.21", port, Answer::Healthy).await;
-    let _b = fake_health_endpoint(
+    let _a = HealthEndpoint::start("127.0.0.21", port, Answer::Healthy).await;
+    let _b = HealthEndpoint::start(
         "127.0.0.22",
         port,
         Answer::Failing(
@@ -277,8 +233,8 @@ async fn health_check_answers_are_classified_like_the_security_server_means_them
         ),
     )
     .await;
-    let _c = fake_health_endpoint("127.0.0.23", port, Answer::Maintenance).await;
-    let _d = fake_health_endpoint("127.0.0.24", port, Answer::Hang).await;
+    let _c = HealthEndpoint::start("127.0.0.23", port, Answer::Maintenance).await;
+    let _d = HealthEndpoint::start("127.0.0.24", port, Answer::Hang).await;
     let checker = HealthChecker::default();
     let timeout = Duration::from_secs(1);
     let url = |ip: &str| format!("http://{ip}:{port}/");
@@ -371,9 +327,9 @@ async fn failing_pods_raise_the_served_replica_count_and_kubectl_reads_it() {
     let port = free_port();
     // Secondary A (127.0.0.31) healthy, B (.32) healthy on 5588 but failing its liveness probe, C (.33) in
     // maintenance.
-    let _a = fake_health_endpoint("127.0.0.31", port, Answer::Healthy).await;
-    let _b = fake_health_endpoint("127.0.0.32", port, Answer::Healthy).await;
-    let _c = fake_health_endpoint("127.0.0.33", port, Answer::Maintenance).await;
+    let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
+    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
+    let _c = HealthEndpoint::start("127.0.0.33", port, Answer::Maintenance).await;
     let (state, inputs) = adapter(
         &prometheus.url,
         policy_config(port),
@@ -464,14 +420,14 @@ async fn an_unhealthy_endpoint_and_a_hung_one_both_count_as_failing() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _a = fake_health_endpoint(
+    let _a = HealthEndpoint::start(
         "127.0.0.31",
         port,
         Answer::Failing("Getting OCSP response for authentication key failed."),
     )
     .await;
-    let _b = fake_health_endpoint("127.0.0.32", port, Answer::Hang).await;
-    let _c = fake_health_endpoint("127.0.0.33", port, Answer::Healthy).await;
+    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Hang).await;
+    let _c = HealthEndpoint::start("127.0.0.33", port, Answer::Healthy).await;
     let (state, inputs) = adapter(
         &prometheus.url,
         policy_config(port),
@@ -558,9 +514,9 @@ async fn explain_prints_each_pods_health_the_load_and_the_replica_count() {
     let prometheus = Prometheus::start(&[sidecar_traffic(), probe_counters()].concat()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _a = fake_health_endpoint("127.0.0.31", port, Answer::Healthy).await;
-    let _b = fake_health_endpoint("127.0.0.32", port, Answer::Healthy).await;
-    let _c = fake_health_endpoint(
+    let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
+    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
+    let _c = HealthEndpoint::start(
         "127.0.0.33",
         port,
         Answer::Failing("Global configuration is expired"),
