@@ -64,12 +64,13 @@ async fn main() {
         "defaults: health check every {:?}, timeout {:?}, failureThreshold {}, failFor {:?}",
         check.period, check.timeout, check.failure_threshold, fail_for
     );
+    let endpoints = [
+        HealthEndpoint::start("127.0.0.41", port, Answer::Healthy).await,
+        HealthEndpoint::start("127.0.0.42", port, Answer::Healthy).await,
+        HealthEndpoint::start("127.0.0.43", port, Answer::Healthy).await,
+    ];
     for (trial, (failure, phase)) in trials.into_iter().enumerate() {
-        let endpoints = [
-            HealthEndpoint::start("127.0.0.41", port, Answer::Healthy).await,
-            HealthEndpoint::start("127.0.0.42", port, Answer::Healthy).await,
-            HealthEndpoint::start("127.0.0.43", port, Answer::Healthy).await,
-        ];
+        endpoints[1].set(Answer::Healthy);
         let (state, inputs) = adapter(&prometheus.url, config.clone(), &inventory).await;
         state.policies.spawn(inputs);
         let before = loop {

@@ -66,6 +66,18 @@ fn expression_key(expression: &Expression) -> &str {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // A set holding only the empty value prints as `(,)`: Go's (and kube-core's) `()` would not parse
+            // back (found by the `label_selector` fuzz target).
+            Requirement::Label(Expression::In(key, values))
+                if values.iter().all(String::is_empty) =>
+            {
+                write!(f, "{key} in (,)")
+            }
+            Requirement::Label(Expression::NotIn(key, values))
+                if values.iter().all(String::is_empty) =>
+            {
+                write!(f, "{key} notin (,)")
+            }
             Requirement::Label(expression) => write!(f, "{expression}"),
             Requirement::GreaterThan(key, bound) => write!(f, "{key}>{bound}"),
             Requirement::LessThan(key, bound) => write!(f, "{key}<{bound}"),
@@ -514,6 +526,14 @@ mod tests {
         assert!(s.matches(&labels(&[("a", "")])));
         assert!(s.matches(&labels(&[("a", "x")])));
         assert_eq!(parse("a in (x,)").to_string(), "a in (,x)");
+        for only_empty in ["a notin (,)", "a in (,)", "a in (,,)"] {
+            let printed = parse(only_empty).to_string();
+            assert_eq!(
+                parse(&printed),
+                parse(only_empty),
+                "{only_empty:?} printed as {printed:?}"
+            );
+        }
     }
 
     #[test]
