@@ -22,3 +22,4 @@ pub mod selector;
 pub mod server;
 pub mod source;
 pub mod telemetry;
+pub mod xroad;
