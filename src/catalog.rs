@@ -33,6 +33,12 @@ pub enum MetricKind {
     /// The sidecar guide's Prometheus Adapter rule, number for number: `sum(rate(…[1m])) by (pod)`.
     /// Despite the name, a per-second rate.
     LegacyReceivePacketsPerMinute,
+    /// X-Road messages per second from the collector's `xroad_opmon_requests_total`; `failed` keeps only
+    /// `succeeded="false"`.
+    XRoadMessages {
+        /// Only failed messages.
+        failed: bool,
+    },
 }
 
 /// One metric of the catalogue.
@@ -60,7 +66,7 @@ impl MetricDef {
     /// The aggregation window reported as `windowSeconds`.
     pub fn window(&self, rate_window: Duration) -> Duration {
         match self.kind {
-            MetricKind::Network(..) => rate_window,
+            MetricKind::Network(..) | MetricKind::XRoadMessages { .. } => rate_window,
             MetricKind::LegacyReceivePacketsPerMinute => LEGACY_WINDOW,
         }
     }
@@ -96,13 +102,19 @@ impl MetricDef {
             MetricKind::LegacyReceivePacketsPerMinute => {
                 "container_network_receive_packets_total".to_owned()
             }
+            MetricKind::XRoadMessages { failed } => {
+                if failed {
+                    selector.push("succeeded=\"false\"".to_owned());
+                }
+                "xroad_opmon_requests_total".to_owned()
+            }
         };
         selector.extend(matchers.iter().cloned());
         let window = self.window(rate_window).as_secs();
         let rate = format!("rate({counter}{{{}}}[{window}s])", selector.join(","));
         match self.kind {
             MetricKind::Network(..) => format!("max by (namespace, pod, interface) ({rate})"),
-            MetricKind::LegacyReceivePacketsPerMinute => rate,
+            MetricKind::LegacyReceivePacketsPerMinute | MetricKind::XRoadMessages { .. } => rate,
         }
     }
 
@@ -194,6 +206,14 @@ impl Catalog {
                     name: "container_network_receive_packets_per_minute".to_owned(),
                     kind: MetricKind::LegacyReceivePacketsPerMinute,
                 },
+                MetricDef {
+                    name: "xroad_messages_per_second".to_owned(),
+                    kind: MetricKind::XRoadMessages { failed: false },
+                },
+                MetricDef {
+                    name: "xroad_failed_messages_per_second".to_owned(),
+                    kind: MetricKind::XRoadMessages { failed: true },
+                },
             ],
         }
     }
@@ -280,6 +300,27 @@ mod tests {
         assert!(
             m.per_pod_query(Scope::AllNamespaces, &[], WINDOW)
                 .contains(r#"{namespace!="",pod!="""#)
+        );
+    }
+
+    #[test]
+    fn xroad_messages_come_from_the_collector_counters() {
+        let all = metric("xroad_messages_per_second");
+        assert_eq!(
+            all.per_pod_query(
+                Scope::Namespace("sidecar"),
+                &[r#"security_server_type="producer""#.to_owned()],
+                WINDOW
+            ),
+            r#"sum by (namespace, pod) (rate(xroad_opmon_requests_total{namespace="sidecar",security_server_type="producer"}[120s]))"#
+        );
+        assert_eq!(
+            metric("xroad_failed_messages_per_second").total_query(
+                Scope::Namespace("sidecar"),
+                &[],
+                WINDOW
+            ),
+            r#"sum(rate(xroad_opmon_requests_total{namespace="sidecar",succeeded="false"}[120s]))"#
         );
     }
 

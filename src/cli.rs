@@ -307,6 +307,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (chain, key) = tls::load(&cert, &key)?;
     let tls_config = tls::server_config(chain, key)?;
     let (state, inputs) = build_state(&args.source, &config).await?;
+    if let Some(opmonitor) = &config.opmonitor {
+        let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
+            .map_err(message)?;
+        tokio::spawn(Arc::new(collector).run(state.inventory.clone()));
+    }
     state.policies.spawn(inputs);
     let address = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(address)

@@ -152,6 +152,42 @@ pub struct ScaleOnFailureConfig {
     pub recover_for: Duration,
 }
 
+/// TLS towards the Security Server's client proxy (its consumer port demands a registered client certificate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA bundle to verify the client proxy with (default: the system roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The adapter's client certificate (PEM).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// The op-monitor collector (`xroad.opmonitor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpMonitorConfig {
+    /// The Security Server's client proxy, e.g. `https://…:8443`.
+    pub url: url::Url,
+    /// The owner member of the Security Server (`objectType=MEMBER`).
+    pub client: crate::xroad::protocol::XRoadId,
+    /// The Security Server (owner member + `serverCode`).
+    pub security_server: crate::xroad::protocol::XRoadId,
+    /// Client TLS.
+    pub tls: ClientTls,
+    /// How often to poll.
+    pub poll_interval: Duration,
+    /// How far behind now the window ends: the server's 60 s availability offset plus a clock-skew margin.
+    pub records_available_offset: Duration,
+    /// One request's timeout.
+    pub timeout: Duration,
+    /// The namespace of the pods the records are attributed to.
+    pub namespace: String,
+    /// At most this many distinct services get their own labels; the rest fold into `service_code="other"`.
+    pub max_services: usize,
+    /// Count the monitoring meta-services (`getSecurityServer*`) too.
+    pub include_meta_services: bool,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -165,6 +201,8 @@ pub struct Config {
     pub rate_window: Duration,
     /// Scale-on-failure policies.
     pub scale_on_failure: Vec<ScaleOnFailureConfig>,
+    /// The X-Road op-monitor collector, when configured.
+    pub opmonitor: Option<OpMonitorConfig>,
 }
 
 impl Default for Config {
@@ -175,6 +213,7 @@ impl Default for Config {
             max_staleness: Duration::from_secs(60),
             rate_window: Duration::from_secs(120),
             scale_on_failure: Vec::new(),
+            opmonitor: None,
         }
     }
 }
@@ -189,6 +228,46 @@ struct RawConfig {
     rate_window: Option<String>,
     #[serde(default)]
     scale_on_failure: Vec<RawPolicy>,
+    xroad: Option<RawXRoad>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawXRoad {
+    opmonitor: Option<RawOpMonitor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawId {
+    x_road_instance: String,
+    member_class: String,
+    member_code: String,
+    server_code: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawOpMonitor {
+    url: String,
+    client: RawId,
+    security_server: RawId,
+    #[serde(default)]
+    tls: RawTls,
+    poll_interval: Option<String>,
+    records_available_offset: Option<String>,
+    timeout: Option<String>,
+    namespace: String,
+    max_services: Option<usize>,
+    include_meta_services: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +457,7 @@ impl Config {
                 duration("rateWindow", raw.rate_window, defaults.rate_window)?,
             )?,
             scale_on_failure: Vec::new(),
+            opmonitor: None,
         };
         let mut config = config;
         let mut names = std::collections::HashSet::new();
@@ -395,6 +475,16 @@ impl Config {
             }
             config.scale_on_failure.push(policy);
         }
+        if let Some(raw) = raw.xroad.and_then(|x| x.opmonitor) {
+            config.opmonitor =
+                Some(
+                    opmonitor(raw).map_err(|(key, message)| ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key,
+                        message,
+                    })?,
+                );
+        }
         if config.rate_window.as_secs() < 60 || config.rate_window.subsec_nanos() != 0 {
             return Err(invalid(
                 "rateWindow",
@@ -408,6 +498,86 @@ impl Config {
 
 /// A key and what is wrong with it.
 type KeyError = (&'static str, String);
+
+fn opmonitor(raw: RawOpMonitor) -> Result<OpMonitorConfig, KeyError> {
+    use crate::xroad::protocol::XRoadId;
+    let duration =
+        |key: &'static str, value: Option<String>, default: u64| -> Result<Duration, KeyError> {
+            match value {
+                None => Ok(Duration::from_secs(default)),
+                Some(text) => parse_duration(&text).map_err(|m| (key, m)),
+            }
+        };
+    let id = |raw: RawId| XRoadId {
+        instance: raw.x_road_instance,
+        member_class: raw.member_class,
+        member_code: raw.member_code,
+        server_code: raw.server_code,
+    };
+    if raw.client.server_code.is_some() {
+        return Err((
+            "xroad.opmonitor.client",
+            "is the owner member: it has no serverCode".into(),
+        ));
+    }
+    if raw.security_server.server_code.is_none() {
+        return Err((
+            "xroad.opmonitor.securityServer",
+            "needs a serverCode".into(),
+        ));
+    }
+    let client = id(raw.client);
+    let security_server = id(raw.security_server);
+    // The daemon returns every record only to the server's owner (§4.4); anyone else silently gets a
+    // filtered view, which would read as no traffic.
+    if (&client.instance, &client.member_class, &client.member_code)
+        != (
+            &security_server.instance,
+            &security_server.member_class,
+            &security_server.member_code,
+        )
+    {
+        return Err((
+            "xroad.opmonitor.client",
+            "must be the owner member of the security server (same xRoadInstance, memberClass, memberCode): \
+             other clients only see their own records"
+                .into(),
+        ));
+    }
+    if raw.tls.cert_file.is_some() != raw.tls.key_file.is_some() {
+        return Err((
+            "xroad.opmonitor.tls",
+            "certFile and keyFile go together".into(),
+        ));
+    }
+    let offset = duration(
+        "xroad.opmonitor.recordsAvailableOffset",
+        raw.records_available_offset,
+        65,
+    )?;
+    if offset < Duration::from_secs(60) {
+        return Err((
+            "xroad.opmonitor.recordsAvailableOffset",
+            "must be at least 60s, the daemon's own offset".into(),
+        ));
+    }
+    Ok(OpMonitorConfig {
+        url: parse_base_url(&raw.url).map_err(|m| ("xroad.opmonitor.url", m))?,
+        client,
+        security_server,
+        tls: ClientTls {
+            ca_file: raw.tls.ca_file,
+            cert_file: raw.tls.cert_file,
+            key_file: raw.tls.key_file,
+        },
+        poll_interval: duration("xroad.opmonitor.pollInterval", raw.poll_interval, 30)?,
+        records_available_offset: offset,
+        timeout: duration("xroad.opmonitor.timeout", raw.timeout, 60)?,
+        namespace: raw.namespace,
+        max_services: raw.max_services.unwrap_or(200),
+        include_meta_services: raw.include_meta_services.unwrap_or(false),
+    })
+}
 
 fn policy(raw: RawPolicy) -> Result<ScaleOnFailureConfig, KeyError> {
     let duration =
@@ -627,6 +797,45 @@ mod tests {
             .contains("must be http or https")
         );
         assert!(err(&format!("{POLICY}  bogus: 1\n")).contains("bogus"));
+    }
+
+    const OPMONITOR: &str = "xroad:\n  opmonitor:\n    url: https://security-server-sidecar-primary.sidecar.svc:8443\n    client: {xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8'}\n    securityServer: {xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8', serverCode: sidecar}\n    namespace: sidecar\n";
+
+    #[test]
+    fn the_opmonitor_section_is_read_with_its_defaults() {
+        let op = Config::parse("c.yaml", OPMONITOR)
+            .unwrap()
+            .opmonitor
+            .unwrap();
+        assert_eq!(op.client.member_code, "1234567-8");
+        assert_eq!(op.security_server.server_code.as_deref(), Some("sidecar"));
+        assert_eq!(
+            (op.poll_interval, op.records_available_offset),
+            (Duration::from_secs(30), Duration::from_secs(65))
+        );
+        assert_eq!((op.max_services, op.include_meta_services), (200, false));
+    }
+
+    #[test]
+    fn a_collector_identity_that_would_see_a_filtered_view_is_refused() {
+        let err = |text: &str| Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert!(
+            err(&OPMONITOR.replace(
+                "memberClass: GOV, memberCode: '1234567-8'}",
+                "memberClass: COM, memberCode: '1234567-8'}"
+            ))
+            .contains("must be the owner member")
+        );
+        assert!(
+            err(&OPMONITOR.replace(", serverCode: sidecar", "")).contains("needs a serverCode")
+        );
+        assert!(
+            err(&format!("{OPMONITOR}    recordsAvailableOffset: 30s\n")).contains("at least 60s")
+        );
+        assert!(
+            err(&format!("{OPMONITOR}    tls: {{certFile: c.pem}}\n"))
+                .contains("certFile and keyFile go together")
+        );
     }
 
     #[test]

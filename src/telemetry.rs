@@ -183,6 +183,19 @@ impl Metrics {
         out
     }
 
+    /// Registers a metric family owned elsewhere (e.g. the X-Road collector's counters).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, help, metric);
+    }
+
     /// Counts a cache outcome.
     pub fn cache(&self, reason: &'static str) {
         self.cache_lookups

@@ -2,4 +2,5 @@
 //! and the counters the adapter exports for Prometheus to scrape (`../shared/reference/xroad.md`).
 
 pub mod attribution;
+pub mod collector;
 pub mod protocol;

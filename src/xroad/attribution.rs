@@ -71,7 +71,8 @@ impl LeaseHistory {
             if known {
                 continue;
             }
-            let from = pod.created.unwrap_or(now).min(now);
+            // Without a creation time the pod held the IP since before we looked.
+            let from = pod.created.map_or(i64::MIN, |created| created.min(now));
             // A new holder of the IP ends any earlier tenure at its own start, even if we saw the earlier
             // pod go only later: CNIs reuse addresses within seconds. Pods holding it together now (host
             // networking) share it: their records stay ambiguous.
@@ -200,6 +201,25 @@ mod tests {
         assert_eq!(
             history.attribute("10.0.1.11", MIN).reason(),
             Some("ambiguous_ip")
+        );
+    }
+
+    #[test]
+    fn a_pod_of_unknown_age_holds_its_ip_from_before_it_was_first_seen() {
+        let mut history = LeaseHistory::default();
+        history.observe(
+            &[PodAddress {
+                pod: "pod-a".into(),
+                ip: "10.0.1.11".into(),
+                created: None,
+            }],
+            10 * MIN,
+            RETAIN,
+        );
+        assert_eq!(
+            history.attribute("10.0.1.11", 9 * MIN),
+            Attribution::Pod("pod-a"),
+            "a record 65 s old"
         );
     }
 

@@ -51,6 +51,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus over TSDB blocks made by `promtool tsdb create-blocks-from openmetrics`.
     pub async fn start(counters: &[Counter]) -> Self {
+        Self::start_openmetrics(&openmetrics(counters)).await
+    }
+
+    /// The same from OpenMetrics text with timestamps.
+    pub async fn start_openmetrics(text: &str) -> Self {
         const INSTALL: &str =
             "apt-get install -y prometheus (Debian's package brings prometheus and promtool)";
         let promtool = require_tool("promtool", INSTALL);
@@ -58,7 +63,7 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let input = dir.path().join("input.om");
-        std::fs::write(&input, openmetrics(counters)).unwrap();
+        std::fs::write(&input, text).unwrap();
         let made = Command::new(promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&input)

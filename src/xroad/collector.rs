@@ -1,0 +1,469 @@
+//! The op-monitor collector: polls `getSecurityServerOperationalData` through the Security Server's client
+//! proxy with a cursor, attributes each record to a pod, and counts it in the series Prometheus scrapes from
+//! the adapter's `/metrics` (`../shared/reference/xroad.md` §5.2, §11.1).
+//!
+//! Exactly-once: a page is counted only when it parsed completely, and the cursor moves only past counted
+//! pages; the first poll starts at the present, so a restarted collector never counts old records again.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use super::attribution::{Attribution, LeaseHistory, PodAddress};
+use super::protocol::{self, FaultKind, OUTPUT_FIELDS, OperationalData, Record, ResponseError};
+use crate::config::OpMonitorConfig;
+use crate::inventory::PodInventory;
+use crate::selector::LabelSelector;
+use crate::telemetry::{Metrics, ReasonLabels};
+
+/// A server page holds 10,000 records (plus any that share the last second): a full page means more follow.
+const PAGE_LIMIT: usize = 10_000;
+/// The most an answer may weigh; a full page of trimmed records is a few MB of gzip.
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+/// Closed IP leases are kept this long: availability offset + poll lag + the longest rate window.
+const LEASE_RETENTION: Duration = Duration::from_secs(15 * 60);
+/// Meta-services whose calls are the monitoring itself, not traffic (§4.1).
+const META_SERVICES: &[&str] = &[
+    "getSecurityServerOperationalData",
+    "getSecurityServerHealthData",
+    "getSecurityServerMetrics",
+];
+
+/// Labels of `xroad_opmon_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The pods' namespace.
+    pub namespace: String,
+    /// The pod, `""` when unattributed.
+    pub pod: String,
+    /// `client` or `producer`.
+    pub security_server_type: String,
+    /// `true` or `false`.
+    pub succeeded: String,
+    /// Service identifier parts.
+    pub service_xroad_instance: String,
+    /// Service member class.
+    pub service_member_class: String,
+    /// Service member code.
+    pub service_member_code: String,
+    /// Service subsystem code.
+    pub service_subsystem_code: String,
+    /// Service code; `other` past the cardinality cap.
+    pub service_code: String,
+    /// Service version.
+    pub service_version: String,
+}
+
+/// The collector's series.
+struct Series {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    request_size: Family<RequestLabels, Histogram>,
+    response_size: Family<RequestLabels, Histogram>,
+    records: Counter,
+    errors: Family<ReasonLabels, Counter>,
+    unattributed: Family<ReasonLabels, Counter>,
+    folded: Counter,
+    lag: Gauge,
+}
+
+impl Series {
+    fn register(metrics: &Metrics) -> Self {
+        let series = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            request_size: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(256.0, 4.0, 10))
+            }),
+            response_size: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(256.0, 4.0, 10))
+            }),
+            records: Counter::default(),
+            errors: Family::default(),
+            unattributed: Family::default(),
+            folded: Counter::default(),
+            lag: Gauge::default(),
+        };
+        metrics.register(
+            "xroad_opmon_requests",
+            "X-Road messages mediated, per pod, role, result and service",
+            series.requests.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_request_duration_seconds",
+            "responseOutTs - requestInTs of X-Road messages (succeeded is always empty)",
+            series.duration.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_request_size_bytes",
+            "Request sizes of X-Road messages",
+            series.request_size.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_response_size_bytes",
+            "Response sizes of X-Road messages",
+            series.response_size.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_records",
+            "Operational data records collected, meta-services included",
+            series.records.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_collect_errors",
+            "Failed op-monitor polls by reason",
+            series.errors.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_unattributed_records",
+            "Records counted under an empty pod label because their IP matched no pod",
+            series.unattributed.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_services_folded",
+            "Records whose service was folded into service_code other by the cardinality cap",
+            series.folded.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_collect_lag_seconds",
+            "Seconds between now and the collector's cursor",
+            series.lag.clone(),
+        );
+        series
+    }
+}
+
+/// Why a poll failed; the cursor did not move.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectError {
+    /// No answer or no connection.
+    #[error("cannot reach the client proxy: {0}")]
+    Transport(String),
+    /// An HTTP status other than 200 without a SOAP fault.
+    #[error("the client proxy answered HTTP {0}")]
+    Http(u16),
+    /// An answer that could not be used.
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+}
+
+impl CollectError {
+    fn reason(&self) -> &'static str {
+        match self {
+            CollectError::Transport(_) | CollectError::Http(_) => "transport",
+            CollectError::Response(e) => e.reason(),
+        }
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollSummary {
+    /// Pages fetched and counted.
+    pub pages: usize,
+    /// Records counted (after excluding meta-services).
+    pub counted: usize,
+    /// The window was not available yet (benign).
+    pub not_yet_available: bool,
+}
+
+/// The op-monitor collector.
+pub struct Collector {
+    config: OpMonitorConfig,
+    client: reqwest::Client,
+    cursor: Mutex<Option<i64>>,
+    leases: Mutex<LeaseHistory>,
+    services: Mutex<HashSet<[String; 6]>>,
+    series: Series,
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl Collector {
+    /// A collector that has not polled yet; its series are registered in `metrics`.
+    pub fn new(config: OpMonitorConfig, metrics: &Metrics) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(config.timeout);
+        if let Some(ca) = &config.tls.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca)?)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+            let mut pem = read_pem(cert)?;
+            pem.extend(read_pem(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("client certificate: {e}"))?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the op-monitor client: {e}"))?;
+        Ok(Self {
+            config,
+            client,
+            cursor: Mutex::new(None),
+            leases: Mutex::new(LeaseHistory::default()),
+            services: Mutex::new(HashSet::new()),
+            series: Series::register(metrics),
+        })
+    }
+
+    async fn fetch(&self, from: i64, to: i64) -> Result<OperationalData, CollectError> {
+        let body = protocol::operational_data_request(
+            &self.config.client,
+            &self.config.security_server,
+            &uuid::Uuid::new_v4().to_string(),
+            from,
+            to,
+            OUTPUT_FIELDS,
+        );
+        let response = self
+            .client
+            .post(self.config.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CollectError::Transport(innermost(&e)))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_ANSWER_BYTES)
+        {
+            return Err(CollectError::Response(ResponseError::Parse(
+                "answer larger than 256 MiB".into(),
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CollectError::Transport(innermost(&e)))?;
+        match protocol::parse_response(&content_type, &bytes) {
+            Ok(data) if status == 200 => Ok(data),
+            Err(fault @ ResponseError::Fault { .. }) => Err(fault.into()),
+            Ok(_) | Err(_) if status != 200 => Err(CollectError::Http(status)),
+            Ok(data) => Ok(data),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Refreshes the IP leases from the inventory's pods in the configured namespace.
+    fn observe_pods(&self, inventory: &PodInventory, now_ms: i64) {
+        let pods: Vec<PodAddress> = inventory
+            .select(&self.config.namespace, &LabelSelector::everything())
+            .iter()
+            .filter_map(|p| {
+                Some(PodAddress {
+                    pod: p.name.clone(),
+                    ip: p.ip.clone()?,
+                    created: p.created.map(|s| s * 1000),
+                })
+            })
+            .collect();
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(&pods, now_ms, LEASE_RETENTION);
+    }
+
+    /// Counts one page's records.
+    fn count(&self, records: &[Record]) -> usize {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counted = 0;
+        for record in records {
+            self.series.records.inc();
+            let service_code = record.service_code.clone().unwrap_or_default();
+            if !self.config.include_meta_services && META_SERVICES.contains(&service_code.as_str())
+            {
+                continue;
+            }
+            let at = record
+                .request_in_ts
+                .or(record.monitoring_data_ts.map(|s| s * 1000))
+                .unwrap_or_default();
+            let ip = record
+                .security_server_internal_ip
+                .as_deref()
+                .unwrap_or_default();
+            let attribution = leases.attribute(ip, at);
+            if let Some(reason) = attribution.reason() {
+                self.series
+                    .unattributed
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+            }
+            let pod = match attribution {
+                Attribution::Pod(pod) => pod.to_owned(),
+                _ => String::new(),
+            };
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            let mut service = [
+                text(&record.service_xroad_instance),
+                text(&record.service_member_class),
+                text(&record.service_member_code),
+                text(&record.service_subsystem_code),
+                service_code,
+                text(&record.service_version),
+            ];
+            if !services.contains(&service) {
+                if services.len() < self.config.max_services {
+                    services.insert(service.clone());
+                } else {
+                    self.series.folded.inc();
+                    service = [
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        "other".into(),
+                        String::new(),
+                    ];
+                }
+            }
+            let [
+                instance,
+                member_class,
+                member_code,
+                subsystem,
+                code,
+                version,
+            ] = service;
+            let mut labels = RequestLabels {
+                namespace: self.config.namespace.clone(),
+                pod,
+                security_server_type: text(&record.security_server_type).to_ascii_lowercase(),
+                succeeded: record.succeeded.map_or(String::new(), |s| s.to_string()),
+                service_xroad_instance: instance,
+                service_member_class: member_class,
+                service_member_code: member_code,
+                service_subsystem_code: subsystem,
+                service_code: code,
+                service_version: version,
+            };
+            self.series.requests.get_or_create(&labels).inc();
+            labels.succeeded = String::new();
+            if let (Some(start), Some(end)) = (record.request_in_ts, record.response_out_ts)
+                && end >= start
+            {
+                self.series
+                    .duration
+                    .get_or_create(&labels)
+                    .observe((end - start) as f64 / 1000.0);
+            }
+            if let Some(size) = record.request_size {
+                self.series
+                    .request_size
+                    .get_or_create(&labels)
+                    .observe(size as f64);
+            }
+            if let Some(size) = record.response_size {
+                self.series
+                    .response_size
+                    .get_or_create(&labels)
+                    .observe(size as f64);
+            }
+            counted += 1;
+        }
+        counted
+    }
+
+    /// One poll at `now` (Unix seconds): every page from the cursor up to `now − recordsAvailableOffset`.
+    pub async fn poll(
+        &self,
+        inventory: &PodInventory,
+        now: i64,
+    ) -> Result<PollSummary, CollectError> {
+        self.observe_pods(inventory, now * 1000);
+        let to = now - self.config.records_available_offset.as_secs() as i64;
+        let mut cursor = self
+            .cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(to);
+        let mut summary = PollSummary::default();
+        while cursor <= to {
+            let page = match self.fetch(cursor, to).await {
+                Ok(page) => page,
+                Err(CollectError::Response(fault))
+                    if fault.fault_kind() == Some(FaultKind::NotYetAvailable) =>
+                {
+                    self.series
+                        .errors
+                        .get_or_create(&ReasonLabels {
+                            reason: "not_yet_available",
+                        })
+                        .inc();
+                    summary.not_yet_available = true;
+                    break;
+                }
+                Err(error) => {
+                    self.series
+                        .errors
+                        .get_or_create(&ReasonLabels {
+                            reason: error.reason(),
+                        })
+                        .inc();
+                    self.series.lag.set(now - cursor);
+                    return Err(error);
+                }
+            };
+            summary.pages += 1;
+            summary.counted += self.count(&page.records);
+            let full = page.records_count >= PAGE_LIMIT;
+            cursor = page.next_records_from.unwrap_or(to + 1);
+            *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = Some(cursor);
+            if !(full && page.next_records_from.is_some()) {
+                break;
+            }
+        }
+        self.series.lag.set(now - cursor);
+        Ok(summary)
+    }
+
+    /// Polls every `pollInterval` until the process ends.
+    pub async fn run(self: Arc<Self>, inventory: Arc<PodInventory>) {
+        let mut interval = tokio::time::interval(self.config.poll_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            match self.poll(&inventory, now).await {
+                Ok(summary) => tracing::debug!(?summary, "op-monitor poll"),
+                Err(error) => tracing::warn!(%error, "op-monitor poll failed; the cursor stays"),
+            }
+        }
+    }
+}
+
+fn innermost(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if error.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        cause.to_string()
+    }
+}

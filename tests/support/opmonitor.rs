@@ -1,0 +1,243 @@
+//! A faithful fake of a Security Server client proxy answering `getSecurityServerOperationalData`, from
+//! `../shared/reference/xroad.md` §5 and §12: it checks each request as §12.1 lists (POST, `text/xml`, owner
+//! MEMBER client, SERVER header with `serverCode`, protocol 4.0, windows in seconds not yet in the availability
+//! offset) and answers with multipart/related + gzipped JSON, SOAP faults with HTTP 200, or transport failures.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+const BOUNDARY: &str = "xroadQ3v8Kf0aLm2Zt7Yp1Wc9Rb4Xn6Hs5J";
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A page: these records (JSON objects), `recordsCount`, and `nextRecordsFrom`.
+    Page {
+        records: Vec<serde_json::Value>,
+        count: Option<usize>,
+        next: Option<i64>,
+    },
+    /// Records generated for the requested window by `generate(from, to)`.
+    Window,
+    /// A SOAP fault with HTTP 200.
+    Fault { code: &'static str, string: String },
+    /// A valid multipart whose attachment is not gzip.
+    BrokenGzip,
+    /// An HTTP error page from something in front of the proxy.
+    BadGateway,
+    /// Never answers.
+    Hang,
+}
+
+/// Generates the records of a window, for `Reply::Window`.
+pub type Generator = Arc<dyn Fn(i64, i64) -> Vec<serde_json::Value> + Send + Sync>;
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<Reply>,
+    requests: Vec<(i64, i64)>,
+    problems: Vec<String>,
+}
+
+/// The fake, on a loopback port.
+#[derive(Clone)]
+pub struct FakeOpMonitor {
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+    generator: Generator,
+    /// The fake's clock: requests must have `recordsFrom < now − 60`.
+    now: Arc<Mutex<i64>>,
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The multipart body of §5.3.
+pub fn multipart_page(
+    records: &[serde_json::Value],
+    count: usize,
+    next: Option<i64>,
+    attachment: Option<Vec<u8>>,
+) -> (String, Vec<u8>) {
+    let next = next.map_or(String::new(), |n| {
+        format!("<om:nextRecordsFrom>{n}</om:nextRecordsFrom>")
+    });
+    let soap = format!(
+        concat!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:om="http://x-road.eu/xsd/op-monitoring.xsd">"#,
+            r#"<SOAP-ENV:Header/><SOAP-ENV:Body><om:getSecurityServerOperationalDataResponse><om:recordsCount>{count}</om:recordsCount>"#,
+            r#"<om:records>cid:operational-monitoring-data.json.gz</om:records>{next}</om:getSecurityServerOperationalDataResponse>"#,
+            r#"</SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        ),
+        count = count,
+        next = next
+    );
+    let json = serde_json::json!({ "records": records }).to_string();
+    let attachment = attachment.unwrap_or_else(|| gzip(json.as_bytes()));
+    let mut body = format!(
+        "--{BOUNDARY}\r\ncontent-type:text/xml\r\n\r\n{soap}\r\n--{BOUNDARY}\r\ncontent-type:application/gzip\r\ncontent-transfer-encoding: binary\r\ncontent-id: <operational-monitoring-data.json.gz>\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(attachment);
+    body.extend(format!("\r\n--{BOUNDARY}--\r\n").into_bytes());
+    (
+        format!("multipart/related; type=\"text/xml\"; charset=UTF-8; boundary={BOUNDARY}"),
+        body,
+    )
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    Some(&text[start..start + text[start..].find(close)?])
+}
+
+impl FakeOpMonitor {
+    /// Starts the fake for the owner `EE/GOV/1234567-8` and server `sidecar`; `generator` makes window records.
+    pub async fn start(generator: Generator) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Self {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            script: Arc::default(),
+            generator,
+            now: Arc::new(Mutex::new(i64::MAX)),
+        };
+        let handler = fake.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let fake = handler.clone();
+                async move { fake.answer(&headers, &body).await }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    /// Sets the fake's clock.
+    pub fn set_now(&self, now: i64) {
+        *self.now.lock().unwrap() = now;
+    }
+
+    /// Queues answers; with none queued, windows are generated.
+    pub fn push(&self, reply: Reply) {
+        self.script.lock().unwrap().replies.push_back(reply);
+    }
+
+    /// The `(recordsFrom, recordsTo)` of every request so far.
+    pub fn requests(&self) -> Vec<(i64, i64)> {
+        self.script.lock().unwrap().requests.clone()
+    }
+
+    /// Requests that broke a §12.1 rule.
+    pub fn problems(&self) -> Vec<String> {
+        self.script.lock().unwrap().problems.clone()
+    }
+
+    fn check(&self, headers: &HeaderMap, xml: &str) -> Result<(i64, i64), String> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !content_type.starts_with("text/xml") {
+            return Err(format!("content type {content_type:?}"));
+        }
+        let client = between(xml, "<xroad:client ", "</xroad:client>").ok_or("no xroad:client")?;
+        if !client.starts_with(r#"id:objectType="MEMBER">"#) || client.contains("subsystemCode") {
+            return Err(format!("client is not the owner MEMBER: {client}"));
+        }
+        let owner = "<id:xRoadInstance>EE</id:xRoadInstance><id:memberClass>GOV</id:memberClass><id:memberCode>1234567-8</id:memberCode>";
+        if !client.ends_with(owner) {
+            return Err(format!("client is not the owner: {client}"));
+        }
+        let server = between(
+            xml,
+            r#"<xroad:securityServer id:objectType="SERVER">"#,
+            "</xroad:securityServer>",
+        )
+        .ok_or("no SERVER header")?;
+        if server != format!("{owner}<id:serverCode>sidecar</id:serverCode>") {
+            return Err(format!("security server header {server}"));
+        }
+        if !xml.contains("<id:serviceCode>getSecurityServerOperationalData</id:serviceCode>")
+            || !xml.contains("<xroad:protocolVersion>4.0</xroad:protocolVersion>")
+            || between(xml, "<xroad:id>", "</xroad:id>").is_none_or(str::is_empty)
+        {
+            return Err("service, protocol version or message id missing".into());
+        }
+        if !xml.contains("<om:outputField>monitoringDataTs</om:outputField>") {
+            return Err("outputSpec lacks monitoringDataTs".into());
+        }
+        let number = |tag: &str| -> Result<i64, String> {
+            between(xml, &format!("<om:{tag}>"), &format!("</om:{tag}>"))
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{tag} missing or not an integer"))
+        };
+        let (from, to) = (number("recordsFrom")?, number("recordsTo")?);
+        if from > 100_000_000_000 || to > 100_000_000_000 {
+            return Err("timestamps in milliseconds".into());
+        }
+        if from > to {
+            return Err(format!("recordsFrom {from} > recordsTo {to}"));
+        }
+        Ok((from, to))
+    }
+
+    async fn answer(&self, headers: &HeaderMap, body: &[u8]) -> Response {
+        let xml = String::from_utf8_lossy(body);
+        let (from, to) = match self.check(headers, &xml) {
+            Ok(window) => window,
+            Err(problem) => {
+                self.script.lock().unwrap().problems.push(problem.clone());
+                return (StatusCode::BAD_REQUEST, problem).into_response();
+            }
+        };
+        let now = *self.now.lock().unwrap();
+        let reply = {
+            let mut script = self.script.lock().unwrap();
+            script.requests.push((from, to));
+            script.replies.pop_front().unwrap_or(Reply::Window)
+        };
+        let reply = if from >= now.saturating_sub(60) && !matches!(reply, Reply::Fault { .. }) {
+            Reply::Fault {
+                code: "Client.InvalidRequest",
+                string: format!("Records not available from {from} yet"),
+            }
+        } else {
+            reply
+        };
+        let multipart = |records: &[serde_json::Value], count, next, attachment| {
+            let (content_type, body) = multipart_page(records, count, next, attachment);
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        };
+        match reply {
+            Reply::Page { records, count, next } => multipart(&records, count.unwrap_or(records.len()), next, None),
+            Reply::Window => {
+                let records = (self.generator)(from, to);
+                multipart(&records, records.len(), None, None)
+            }
+            Reply::Fault { code, string } => (
+                [(header::CONTENT_TYPE, "text/xml; charset=utf-8".to_owned())],
+                format!(
+                    r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>{code}</faultcode><faultstring>{string}</faultstring></SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+                ),
+            )
+                .into_response(),
+            Reply::BrokenGzip => multipart(&[], 1, None, Some(b"\x1f\x8b not really gzip".to_vec())),
+            Reply::BadGateway => (StatusCode::BAD_GATEWAY, [(header::CONTENT_TYPE, "text/html")], "<html>502 Bad Gateway</html>").into_response(),
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                StatusCode::GATEWAY_TIMEOUT.into_response()
+            }
+        }
+    }
+}

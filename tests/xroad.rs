@@ -1,0 +1,483 @@
+//! X-Road message throughput end to end. The op-monitor side is a faithful fake of the Security Server client
+//! proxy (`tests/support/opmonitor.rs`, built from `../shared/reference/xroad.md` §5 and §12, since no X-Road
+//! can run here); everything after it is real: the collector, its `/metrics` exposition, Prometheus, the
+//! adapter's API and `kubectl`.
+
+#[path = "support/opmonitor.rs"]
+mod opmonitor;
+mod support;
+
+use std::sync::Arc;
+
+use opmonitor::{FakeOpMonitor, Generator, Reply};
+use serde_json::{Value, json};
+use support::*;
+use xroad_metrics_adapter::config::{Config, OpMonitorConfig};
+use xroad_metrics_adapter::inventory::{self, PodInventory};
+use xroad_metrics_adapter::telemetry::Metrics;
+use xroad_metrics_adapter::xroad::collector::{CollectError, Collector};
+
+const IP_A: &str = "10.42.0.11";
+const IP_B: &str = "10.42.0.12";
+const NOW: i64 = 1_800_000_000;
+
+fn config(url: &str) -> OpMonitorConfig {
+    let yaml = format!(
+        "xroad:\n  opmonitor:\n    url: {url}\n    client: {{xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8'}}\n    \
+         securityServer: {{xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8', serverCode: sidecar}}\n    namespace: sidecar\n    timeout: 1s\n"
+    );
+    Config::parse("test.yaml", &yaml)
+        .unwrap()
+        .opmonitor
+        .unwrap()
+}
+
+fn sidecar_inventory() -> Arc<PodInventory> {
+    let inventory = Arc::new(PodInventory::new());
+    inventory.load(inventory::load_file(std::path::Path::new(INVENTORY)).unwrap());
+    inventory
+}
+
+fn record(second: i64, ip: &str, role: &str, succeeded: bool, service: &str) -> Value {
+    json!({
+        "monitoringDataTs": second, "securityServerInternalIp": ip, "securityServerType": role,
+        "requestInTs": second * 1000 + 100, "responseOutTs": second * 1000 + 350,
+        "serviceXRoadInstance": "EE", "serviceMemberClass": "GOV", "serviceMemberCode": "70000001",
+        "serviceSubsystemCode": "demo", "serviceCode": service, "serviceVersion": "v1", "succeeded": succeeded,
+        "requestSize": 1200, "responseSize": 800, "xRequestId": "0d7c1b5e-0000-4000-8000-000000000000"
+    })
+}
+
+/// Steady traffic, whole numbers per 15-second window: pod A 2/s, pod B 1/3 s⁻¹ (one in 15 s failed), an
+/// unknown IP 0.2/s, and the collector's own monitoring calls (excluded).
+fn steady_traffic() -> Generator {
+    Arc::new(|from, to| {
+        let mut records = Vec::new();
+        for s in from..=to {
+            records.push(record(s, IP_A, "Producer", true, "getRandom"));
+            records.push(record(s, IP_A, "Producer", true, "getRandom"));
+            records.push(record(
+                s,
+                IP_A,
+                "Client",
+                true,
+                "getSecurityServerOperationalData",
+            ));
+            if s % 3 == 0 {
+                records.push(record(s, IP_B, "Producer", s % 15 != 0, "listClients"));
+            }
+            if s % 5 == 0 {
+                records.push(record(s, "10.0.9.9", "Producer", true, "getRandom"));
+            }
+        }
+        records
+    })
+}
+
+/// Sums `xroad_opmon_requests_total` lines of the exposition that contain every filter.
+fn requests(exposition: &str, filters: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("xroad_opmon_requests_total{") && filters.iter().all(|f| l.contains(f))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn every_kind_of_record_is_counted_exactly_once_under_its_pod() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    fake.set_now(NOW);
+    let mut no_version = record(NOW - 70, IP_B, "Producer", true, "cats");
+    no_version.as_object_mut().unwrap().remove("serviceVersion");
+    no_version
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceSubsystemCode");
+    let mut rest = record(NOW - 70, IP_B, "Producer", true, "cats");
+    rest["restMethod"] = json!("GET");
+    rest["restPath"] = json!("/cat/*");
+    let mut failed = record(NOW - 70, IP_B, "Producer", false, "getRandom");
+    failed["faultCode"] = json!("Server.ServiceFailed.InternalError");
+    // OPM-01: SOAP and REST, Client and Producer, a failure, a self-record, missing optional fields,
+    // an unknown IP and 0.0.0.0.
+    fake.push(Reply::Page {
+        records: vec![
+            record(NOW - 70, IP_A, "Client", true, "getRandom"),
+            record(NOW - 70, IP_A, "Client", true, "cats"),
+            rest,
+            failed,
+            record(
+                NOW - 70,
+                IP_A,
+                "Client",
+                true,
+                "getSecurityServerOperationalData",
+            ),
+            no_version,
+            record(NOW - 70, "10.0.9.9", "Producer", true, "getRandom"),
+            record(NOW - 70, "0.0.0.0", "Producer", true, "getRandom"),
+        ],
+        count: None,
+        next: None,
+    });
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    let summary = collector.poll(&sidecar_inventory(), NOW).await.unwrap();
+    assert_eq!((summary.pages, summary.counted), (1, 7));
+
+    let exposition = metrics.encode();
+    assert_eq!(
+        requests(
+            &exposition,
+            &["pod=\"security-server-sidecar-secondary-7d9f8-abcde\""]
+        ),
+        2.0
+    );
+    assert_eq!(
+        requests(
+            &exposition,
+            &["pod=\"security-server-sidecar-secondary-7d9f8-fghij\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        requests(&exposition, &["pod=\"\""]),
+        2.0,
+        "unattributed records are counted, not dropped"
+    );
+    assert_eq!(requests(&exposition, &["succeeded=\"false\""]), 1.0);
+    assert_eq!(
+        requests(
+            &exposition,
+            &["service_code=\"getSecurityServerOperationalData\""]
+        ),
+        0.0
+    );
+    assert_eq!(
+        requests(&exposition, &["security_server_type=\"client\""]),
+        2.0
+    );
+    assert_eq!(
+        requests(
+            &exposition,
+            &[
+                "service_code=\"cats\"",
+                "service_version=\"\"",
+                "service_subsystem_code=\"\""
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(value(&exposition, "xroad_opmon_records_total"), 8.0);
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_unattributed_records_total{reason=\"unknown_ip\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_unattributed_records_total{reason=\"zero_ip\"}"
+        ),
+        1.0
+    );
+    assert!(
+        exposition.contains("xroad_opmon_request_duration_seconds_bucket"),
+        "{exposition}"
+    );
+    assert_eq!(
+        fake.requests(),
+        [(NOW - 65, NOW - 65)],
+        "the first poll starts at the present: a restart never recounts"
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn a_full_page_is_followed_at_once_and_no_record_is_counted_twice() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    fake.set_now(NOW + 30);
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    let inventory = sidecar_inventory();
+    fake.push(Reply::Page {
+        records: vec![],
+        count: None,
+        next: None,
+    });
+    collector.poll(&inventory, NOW).await.unwrap();
+    // OPM-03: 10,000 records plus 3 sharing the last second L, nextRecordsFrom = L + 1; then the rest.
+    let last = NOW - 50;
+    let page_one: Vec<Value> = (0..10_003)
+        .map(|i| record(NOW - 64 + (i % 15), IP_A, "Producer", true, "getRandom"))
+        .collect();
+    fake.push(Reply::Page {
+        records: page_one,
+        count: Some(10_003),
+        next: Some(last + 1),
+    });
+    fake.push(Reply::Page {
+        records: (0..5)
+            .map(|_| record(last + 1, IP_B, "Producer", true, "getRandom"))
+            .collect(),
+        count: None,
+        next: None,
+    });
+    let summary = collector.poll(&inventory, NOW + 30).await.unwrap();
+    assert_eq!((summary.pages, summary.counted), (2, 10_008));
+    assert_eq!(
+        fake.requests(),
+        [
+            (NOW - 65, NOW - 65),
+            (NOW - 64, NOW - 35),
+            (last + 1, NOW - 35)
+        ]
+    );
+    let exposition = metrics.encode();
+    assert_eq!(requests(&exposition, &["abcde"]), 10_003.0);
+    assert_eq!(requests(&exposition, &["fghij"]), 5.0);
+}
+
+#[tokio::test]
+async fn failures_leave_the_cursor_so_every_window_is_counted_once() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    let inventory = sidecar_inventory();
+    fake.set_now(NOW);
+    collector.poll(&inventory, NOW).await.unwrap();
+    let first = requests(&metrics.encode(), &[]);
+
+    // OPM-10, OPM-13: broken gzip, an HTML 502 from an ingress, a hung proxy. None moves the cursor.
+    fake.set_now(NOW + 30);
+    fake.push(Reply::BrokenGzip);
+    assert!(matches!(
+        collector.poll(&inventory, NOW + 30).await,
+        Err(CollectError::Response(_))
+    ));
+    fake.push(Reply::BadGateway);
+    assert_eq!(
+        collector.poll(&inventory, NOW + 30).await,
+        Err(CollectError::Http(502))
+    );
+    fake.push(Reply::Hang);
+    assert_eq!(
+        collector.poll(&inventory, NOW + 30).await,
+        Err(CollectError::Transport("timed out".into()))
+    );
+    // OPM-05: the daemon's clock is behind ours: "not available yet" is no data, not an error.
+    fake.set_now(NOW - 40);
+    let summary = collector.poll(&inventory, NOW + 30).await.unwrap();
+    assert!(summary.not_yet_available);
+    assert_eq!(
+        requests(&metrics.encode(), &[]),
+        first,
+        "nothing counted by any failure"
+    );
+
+    fake.set_now(NOW + 30);
+    collector.poll(&inventory, NOW + 30).await.unwrap();
+    let windows: Vec<_> = fake.requests().into_iter().collect();
+    assert!(
+        windows[1..].iter().all(|w| *w == (NOW - 64, NOW - 35)),
+        "the same window is asked again: {windows:?}"
+    );
+    // Seconds NOW-65 … NOW-35 counted exactly once: 2 per second for A, every 3rd second for B, every 5th unknown.
+    let expected: f64 = (NOW - 65..=NOW - 35)
+        .map(|s| 2.0 + f64::from(s % 3 == 0) + f64::from(s % 5 == 0))
+        .sum();
+    assert_eq!(requests(&metrics.encode(), &[]), expected);
+    let exposition = metrics.encode();
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_collect_errors_total{reason=\"gzip\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_collect_errors_total{reason=\"transport\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_collect_errors_total{reason=\"not_yet_available\"}"
+        ),
+        1.0
+    );
+    assert_eq!(value(&exposition, "xroad_opmon_collect_lag_seconds"), 64.0);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn the_service_label_cap_folds_the_excess_into_other() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    fake.set_now(NOW);
+    let records = (0..5)
+        .map(|i| record(NOW - 70, IP_A, "Producer", true, &format!("service{i}")))
+        .collect();
+    fake.push(Reply::Page {
+        records,
+        count: None,
+        next: None,
+    });
+    let metrics = Metrics::default();
+    let mut capped = config(&fake.url);
+    capped.max_services = 3;
+    Collector::new(capped, &metrics)
+        .unwrap()
+        .poll(&sidecar_inventory(), NOW)
+        .await
+        .unwrap();
+    let exposition = metrics.encode();
+    assert_eq!(requests(&exposition, &["service_code=\"other\""]), 2.0);
+    assert_eq!(value(&exposition, "xroad_opmon_services_folded_total"), 2.0);
+}
+
+/// Polls the collector at simulated 15-second steps around now, and records each `/metrics` exposition of
+/// `xroad_opmon_requests_total` with that step's timestamp: what a Prometheus scraping every 15 s would
+/// store, but with exact timestamps (a live scrape would make every rate approximate).
+async fn scraped_history(
+    collector: &Collector,
+    fake: &FakeOpMonitor,
+    metrics: &Metrics,
+    inventory: &PodInventory,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut samples = String::from("# TYPE xroad_opmon_requests counter\n");
+    let start = (now - 1800) / 15 * 15;
+    for t in (start..now + 600).step_by(15) {
+        fake.set_now(t);
+        collector.poll(inventory, t).await.unwrap();
+        for line in metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("xroad_opmon_requests_total{"))
+        {
+            samples.push_str(&format!("{line} {t}\n"));
+        }
+    }
+    // OpenMetrics wants each series' samples together.
+    let mut lines: Vec<&str> = samples.lines().skip(1).collect();
+    lines.sort_by_key(|l| {
+        (
+            l.rsplit_once(' ')
+                .unwrap()
+                .0
+                .rsplit_once(' ')
+                .unwrap()
+                .0
+                .to_owned(),
+            l.rsplit(' ').next().unwrap().parse::<i64>().unwrap(),
+        )
+    });
+    format!(
+        "# TYPE xroad_opmon_requests counter\n{}\n# EOF\n",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    let (state, _) = adapter(
+        "http://127.0.0.1:9",
+        Config::default(),
+        std::path::Path::new(INVENTORY),
+    )
+    .await;
+    let collector = Collector::new(config(&fake.url), &state.metrics).unwrap();
+    let history = scraped_history(&collector, &fake, &state.metrics, &state.inventory).await;
+    let prometheus = Prometheus::start_openmetrics(&history).await;
+    let (state, _) = adapter(
+        &prometheus.url,
+        Config::default(),
+        std::path::Path::new(INVENTORY),
+    )
+    .await;
+
+    let pods = |metric: &str, extra: &str| {
+        format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/%2A/{metric}?labelSelector=run%3Dsecurity-server-sidecar-secondary{extra}"
+        )
+    };
+    let (code, list) = get(&state, &pods("xroad_messages_per_second", "")).await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(
+        values(&list),
+        pairs(&[(SECONDARY_A, "2"), (SECONDARY_B, "334m")]),
+        "2/s and 1/3 s⁻¹, rounded up"
+    );
+    let (_, failed) = get(&state, &pods("xroad_failed_messages_per_second", "")).await;
+    assert_eq!(
+        values(&failed),
+        pairs(&[(SECONDARY_B, "67m")]),
+        "one in 15 s"
+    );
+    let (_, producers) = get(
+        &state,
+        &pods(
+            "xroad_messages_per_second",
+            "&metricLabelSelector=security_server_type%3Dproducer,succeeded%3Dtrue",
+        ),
+    )
+    .await;
+    assert_eq!(
+        values(&producers),
+        pairs(&[(SECONDARY_A, "2"), (SECONDARY_B, "267m")])
+    );
+    let (_, total) = get(
+        &state,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/xroad_messages_per_second",
+    )
+    .await;
+    assert_eq!(
+        total["items"][0]["value"], "2534m",
+        "2 + 1/3 + 0.2 unattributed: the namespace total"
+    );
+
+    let adapter = TlsAdapter::start(state.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = require_tool(
+        "kubectl",
+        "install kubectl (apt-get install -y kubectl or kubernetes-client)",
+    );
+    let output = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(adapter.kubeconfig(dir.path()))
+        .args(["get", "--raw", &pods("xroad_messages_per_second", "")])
+        .env("HOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        values(&list),
+        pairs(&[(SECONDARY_A, "2"), (SECONDARY_B, "334m")])
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
