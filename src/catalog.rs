@@ -39,6 +39,23 @@ pub enum MetricKind {
         /// Only failed messages.
         failed: bool,
     },
+    /// X-Road messages per second from a JMX exporter on the op-monitor daemon: window gauges divided by
+    /// the window length, never `rate()` on a gauge (`../shared/reference/xroad.md` §7, §11.3). Producer role only.
+    XRoadMessagesJmx {
+        /// Only unsuccessful requests.
+        failed: bool,
+    },
+}
+
+/// Where X-Road message counts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThroughputSource {
+    /// The adapter's op-monitor collector (`xroad_opmon_requests_total`).
+    #[default]
+    Opmonitor,
+    /// A JMX exporter's `xroad_opmon_requests_in_window` and `xroad_opmon_statistics_period_seconds`.
+    Jmx,
 }
 
 /// One metric of the catalogue.
@@ -66,7 +83,9 @@ impl MetricDef {
     /// The aggregation window reported as `windowSeconds`.
     pub fn window(&self, rate_window: Duration) -> Duration {
         match self.kind {
-            MetricKind::Network(..) | MetricKind::XRoadMessages { .. } => rate_window,
+            MetricKind::Network(..)
+            | MetricKind::XRoadMessages { .. }
+            | MetricKind::XRoadMessagesJmx { .. } => rate_window,
             MetricKind::LegacyReceivePacketsPerMinute => LEGACY_WINDOW,
         }
     }
@@ -78,10 +97,23 @@ impl MetricDef {
         matchers: &[String],
         rate_window: Duration,
     ) -> String {
-        let mut selector = vec![match scope {
+        let namespace = match scope {
             Scope::Namespace(ns) => promql::equal("namespace", ns),
             Scope::AllNamespaces => "namespace!=\"\"".to_owned(),
-        }];
+        };
+        if let MetricKind::XRoadMessagesJmx { failed } = self.kind {
+            let mut selector = vec![namespace.clone()];
+            if failed {
+                selector.push("result=\"unsuccessful\"".to_owned());
+            }
+            selector.extend(matchers.iter().cloned());
+            return format!(
+                "sum by (namespace, pod) (xroad_opmon_requests_in_window{{{}}}) / on (namespace, pod) \
+                 max by (namespace, pod) (xroad_opmon_statistics_period_seconds{{{namespace}}})",
+                selector.join(",")
+            );
+        }
+        let mut selector = vec![namespace];
         let counter = match self.kind {
             MetricKind::Network(direction, unit) => {
                 // The pod-sandbox series carry a pod's traffic, under `container="POD"` (dockershim) or
@@ -108,13 +140,14 @@ impl MetricDef {
                 }
                 "xroad_opmon_requests_total".to_owned()
             }
+            MetricKind::XRoadMessagesJmx { .. } => unreachable!("returned above"),
         };
         selector.extend(matchers.iter().cloned());
         let window = self.window(rate_window).as_secs();
         let rate = format!("rate({counter}{{{}}}[{window}s])", selector.join(","));
         match self.kind {
             MetricKind::Network(..) => format!("max by (namespace, pod, interface) ({rate})"),
-            MetricKind::LegacyReceivePacketsPerMinute | MetricKind::XRoadMessages { .. } => rate,
+            _ => rate,
         }
     }
 
@@ -176,8 +209,17 @@ pub const UNHEALTHY_PODS: &str = "unhealthy_pods";
 pub const POLICY_METRICS: [&str; 2] = [SCALE_ON_FAILURE_REPLICAS, UNHEALTHY_PODS];
 
 impl Catalog {
-    /// The built-in network metrics (`../shared/DESIGN.md`, metrics served).
+    /// The built-in metrics (`../shared/DESIGN.md`, metrics served), X-Road messages from the collector.
     pub fn builtin() -> Self {
+        Self::with_throughput(ThroughputSource::Opmonitor)
+    }
+
+    /// The built-in metrics with X-Road message counts from `source`.
+    pub fn with_throughput(source: ThroughputSource) -> Self {
+        let messages = |failed| match source {
+            ThroughputSource::Opmonitor => MetricKind::XRoadMessages { failed },
+            ThroughputSource::Jmx => MetricKind::XRoadMessagesJmx { failed },
+        };
         let network = |direction, unit, name: &str| MetricDef {
             name: name.to_owned(),
             kind: MetricKind::Network(direction, unit),
@@ -208,11 +250,11 @@ impl Catalog {
                 },
                 MetricDef {
                     name: "xroad_messages_per_second".to_owned(),
-                    kind: MetricKind::XRoadMessages { failed: false },
+                    kind: messages(false),
                 },
                 MetricDef {
                     name: "xroad_failed_messages_per_second".to_owned(),
-                    kind: MetricKind::XRoadMessages { failed: true },
+                    kind: messages(true),
                 },
             ],
         }
@@ -322,6 +364,20 @@ mod tests {
             ),
             r#"sum(rate(xroad_opmon_requests_total{namespace="sidecar",succeeded="false"}[120s]))"#
         );
+    }
+
+    #[test]
+    fn the_jmx_preset_divides_window_counts_by_the_period_and_never_rates_gauges() {
+        let catalog = Catalog::with_throughput(ThroughputSource::Jmx);
+        let failed = catalog
+            .pod_metric("xroad_failed_messages_per_second")
+            .unwrap();
+        let query = failed.per_pod_query(Scope::Namespace("sidecar"), &[], WINDOW);
+        assert_eq!(
+            query,
+            r#"sum by (namespace, pod) (sum by (namespace, pod) (xroad_opmon_requests_in_window{namespace="sidecar",result="unsuccessful"}) / on (namespace, pod) max by (namespace, pod) (xroad_opmon_statistics_period_seconds{namespace="sidecar"}))"#
+        );
+        assert!(!query.contains("rate("));
     }
 
     #[test]

@@ -190,7 +190,7 @@ pub async fn build_state(
     args: &SourceArgs,
     config: &Config,
 ) -> Result<(Arc<AppState>, Arc<Inputs>), CliError> {
-    let catalog = Catalog::builtin();
+    let catalog = Catalog::with_throughput(config.throughput);
     for policy in &config.scale_on_failure {
         if catalog.pod_metric(&policy.load_metric).is_none() {
             let served: Vec<_> = catalog.metrics().iter().map(|m| m.name.as_str()).collect();

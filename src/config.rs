@@ -203,6 +203,8 @@ pub struct Config {
     pub scale_on_failure: Vec<ScaleOnFailureConfig>,
     /// The X-Road op-monitor collector, when configured.
     pub opmonitor: Option<OpMonitorConfig>,
+    /// Where `xroad_messages_per_second` comes from.
+    pub throughput: crate::catalog::ThroughputSource,
 }
 
 impl Default for Config {
@@ -214,6 +216,7 @@ impl Default for Config {
             rate_window: Duration::from_secs(120),
             scale_on_failure: Vec::new(),
             opmonitor: None,
+            throughput: Default::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ struct RawConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawXRoad {
     opmonitor: Option<RawOpMonitor>,
+    throughput: Option<crate::catalog::ThroughputSource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +462,7 @@ impl Config {
             )?,
             scale_on_failure: Vec::new(),
             opmonitor: None,
+            throughput: Default::default(),
         };
         let mut config = config;
         let mut names = std::collections::HashSet::new();
@@ -475,15 +480,18 @@ impl Config {
             }
             config.scale_on_failure.push(policy);
         }
-        if let Some(raw) = raw.xroad.and_then(|x| x.opmonitor) {
-            config.opmonitor =
-                Some(
-                    opmonitor(raw).map_err(|(key, message)| ConfigError::Invalid {
-                        path: path.to_owned(),
-                        key,
-                        message,
-                    })?,
-                );
+        if let Some(xroad) = raw.xroad {
+            config.throughput = xroad.throughput.unwrap_or_default();
+            if let Some(raw) = xroad.opmonitor {
+                config.opmonitor =
+                    Some(
+                        opmonitor(raw).map_err(|(key, message)| ConfigError::Invalid {
+                            path: path.to_owned(),
+                            key,
+                            message,
+                        })?,
+                    );
+            }
         }
         if config.rate_window.as_secs() < 60 || config.rate_window.subsec_nanos() != 0 {
             return Err(invalid(
@@ -814,6 +822,8 @@ mod tests {
             (Duration::from_secs(30), Duration::from_secs(65))
         );
         assert_eq!((op.max_services, op.include_meta_services), (200, false));
+        let jmx = Config::parse("c.yaml", "xroad: {throughput: jmx}\n").unwrap();
+        assert_eq!(jmx.throughput, crate::catalog::ThroughputSource::Jmx);
     }
 
     #[test]

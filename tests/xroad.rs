@@ -481,3 +481,53 @@ async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() 
     );
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
+
+/// Window gauges as a JMX exporter on the op-monitor daemon publishes them (`../shared/reference/xroad.md` §7),
+/// constant for the last hour: A 120 successful and 6 unsuccessful, B 30 successful, in 60-second windows.
+fn jmx_gauges() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let times: Vec<i64> = ((now - 3600) / 15 * 15..now + 600).step_by(15).collect();
+    let mut text = String::from("# TYPE xroad_opmon_requests_in_window gauge\n");
+    for (pod, result, count) in [
+        (SECONDARY_A, "successful", 120),
+        (SECONDARY_A, "unsuccessful", 6),
+        (SECONDARY_B, "successful", 30),
+    ] {
+        for t in &times {
+            text.push_str(&format!(
+                "xroad_opmon_requests_in_window{{namespace=\"sidecar\",pod=\"{pod}\",service=\"EE/GOV/70000001/demo/getRandom/v1\",result=\"{result}\"}} {count} {t}\n"
+            ));
+        }
+    }
+    text.push_str("# TYPE xroad_opmon_statistics_period_seconds gauge\n");
+    for pod in [SECONDARY_A, SECONDARY_B] {
+        for t in &times {
+            text.push_str(&format!("xroad_opmon_statistics_period_seconds{{namespace=\"sidecar\",pod=\"{pod}\"}} 60 {t}\n"));
+        }
+    }
+    text + "# EOF\n"
+}
+
+#[tokio::test]
+async fn the_jmx_preset_serves_window_counts_per_second() {
+    let prometheus = Prometheus::start_openmetrics(&jmx_gauges()).await;
+    let config = Config::parse("c.yaml", "xroad: {throughput: jmx}\n").unwrap();
+    let (state, _) = adapter(&prometheus.url, config, std::path::Path::new(INVENTORY)).await;
+    let path = |metric: &str| {
+        format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/%2A/{metric}?labelSelector=run%3Dsecurity-server-sidecar-secondary"
+        )
+    };
+    let (code, all) = get(&state, &path("xroad_messages_per_second")).await;
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(
+        values(&all),
+        pairs(&[(SECONDARY_A, "2100m"), (SECONDARY_B, "500m")]),
+        "126/60 and 30/60"
+    );
+    let (_, failed) = get(&state, &path("xroad_failed_messages_per_second")).await;
+    assert_eq!(values(&failed), pairs(&[(SECONDARY_A, "100m")]));
+}
