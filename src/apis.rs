@@ -257,8 +257,8 @@ pub struct MetricValue {
 
 /// RFC 3339, UTC, whole seconds, `Z`: `metav1.Time`.
 pub fn rfc3339(unix_seconds: i64) -> String {
-    jiff::Timestamp::from_second(unix_seconds)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    k8s_openapi::jiff::Timestamp::from_second(unix_seconds)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }

@@ -310,7 +310,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(opmonitor) = &config.opmonitor {
         let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
             .map_err(message)?;
-        tokio::spawn(Arc::new(collector).run(state.inventory.clone()));
+        let election = opmonitor_election(&args, opmonitor).await?;
+        tokio::spawn(Arc::new(collector).run(state.inventory.clone(), election));
     }
     state.policies.spawn(inputs);
     let address = SocketAddr::new(args.bind_address, args.secure_port);
@@ -320,6 +321,33 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     tracing::info!(%address, certificate = %cert.display(), "serving custom.metrics.k8s.io and external.metrics.k8s.io");
     server::serve(listener, tls_config, server::app(state), shutdown_signal()).await;
     Ok(())
+}
+
+/// Without a cluster (an inventory file) the adapter is the only collector; in a cluster a Lease elects one.
+async fn opmonitor_election(
+    args: &ServeArgs,
+    opmonitor: &crate::config::OpMonitorConfig,
+) -> Result<Option<crate::xroad::election::LeaderElection>, CliError> {
+    let election = &opmonitor.leader_election;
+    if args.source.inventory.is_some() || !election.enabled {
+        return Ok(None);
+    }
+    let client = kube_client(args.source.kubeconfig.as_deref()).await?;
+    let namespace = election
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| args.service_namespace.clone());
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+    Ok(Some(crate::xroad::election::LeaderElection::new(
+        client,
+        &namespace,
+        &election.lease_name,
+        &identity,
+        election.lease_duration,
+    )))
 }
 
 async fn shutdown_signal() {

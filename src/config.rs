@@ -186,6 +186,21 @@ pub struct OpMonitorConfig {
     pub max_services: usize,
     /// Count the monitoring meta-services (`getSecurityServer*`) too.
     pub include_meta_services: bool,
+    /// The Lease that elects one collector among the adapter's replicas (cluster mode only).
+    pub leader_election: LeaderElectionConfig,
+}
+
+/// `xroad.opmonitor.leaderElection`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElectionConfig {
+    /// Off: every replica collects (run one replica only, or counts add up).
+    pub enabled: bool,
+    /// The Lease's namespace (default: the adapter's own, from `POD_NAMESPACE`).
+    pub namespace: Option<String>,
+    /// The Lease's name.
+    pub lease_name: String,
+    /// How long a leader holds the Lease without renewing; the failover time.
+    pub lease_duration: Duration,
 }
 
 /// The validated configuration.
@@ -272,6 +287,17 @@ struct RawOpMonitor {
     namespace: String,
     max_services: Option<usize>,
     include_meta_services: Option<bool>,
+    #[serde(default)]
+    leader_election: RawLeaderElection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLeaderElection {
+    enabled: Option<bool>,
+    namespace: Option<String>,
+    lease_name: Option<String>,
+    lease_duration: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,7 +388,7 @@ struct RawPrometheus {
 /// assert!(parse_duration("soon").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let signed: jiff::SignedDuration = text.trim().parse().map_err(|_| {
+    let signed: k8s_openapi::jiff::SignedDuration = text.trim().parse().map_err(|_| {
         format!("{text:?} is not a valid duration (use e.g. 500ms, 15s, 2m, 1h30m)")
     })?;
     Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
@@ -584,6 +610,19 @@ fn opmonitor(raw: RawOpMonitor) -> Result<OpMonitorConfig, KeyError> {
         namespace: raw.namespace,
         max_services: raw.max_services.unwrap_or(200),
         include_meta_services: raw.include_meta_services.unwrap_or(false),
+        leader_election: LeaderElectionConfig {
+            enabled: raw.leader_election.enabled.unwrap_or(true),
+            namespace: raw.leader_election.namespace,
+            lease_name: raw
+                .leader_election
+                .lease_name
+                .unwrap_or_else(|| "xroad-metrics-adapter-opmonitor".into()),
+            lease_duration: duration(
+                "xroad.opmonitor.leaderElection.leaseDuration",
+                raw.leader_election.lease_duration,
+                30,
+            )?,
+        },
     })
 }
 

@@ -3,4 +3,5 @@
 
 pub mod attribution;
 pub mod collector;
+pub mod election;
 pub mod protocol;

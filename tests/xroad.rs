@@ -531,3 +531,166 @@ async fn the_jmx_preset_serves_window_counts_per_second() {
     let (_, failed) = get(&state, &path("xroad_failed_messages_per_second")).await;
     assert_eq!(values(&failed), pairs(&[(SECONDARY_A, "100m")]));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// One collector among replicas: a Lease on a fake of the kube API (no kube-apiserver can run here), which
+// implements GET/POST/PUT of `coordination.k8s.io/v1` Leases with resourceVersion conflicts as the real one.
+// ---------------------------------------------------------------------------------------------------------
+
+use xroad_metrics_adapter::xroad::election::{LeaderElection, Leadership};
+
+#[derive(Clone, Default)]
+struct FakeKube {
+    lease: Arc<std::sync::Mutex<Option<Value>>>,
+}
+
+fn kube_status(code: u16, reason: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "code": code});
+    (
+        axum::http::StatusCode::from_u16(code).unwrap(),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+impl FakeKube {
+    async fn start() -> (Self, kube::Client) {
+        use axum::extract::State;
+        use axum::response::IntoResponse;
+        use axum::routing::{get, post};
+        let fake = FakeKube::default();
+        let base = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases";
+        let app = axum::Router::new()
+            .route(
+                &format!("{base}/{{name}}"),
+                get(|State(f): State<FakeKube>| async move {
+                    match f.lease.lock().unwrap().clone() {
+                        Some(lease) => axum::Json(lease).into_response(),
+                        None => kube_status(404, "NotFound", "leases.coordination.k8s.io \"opmon\" not found"),
+                    }
+                })
+                .put(|State(f): State<FakeKube>, axum::Json(mut lease): axum::Json<Value>| async move {
+                    let mut stored = f.lease.lock().unwrap();
+                    let current = stored.as_ref().map(|l| l["metadata"]["resourceVersion"].clone());
+                    if current != Some(lease["metadata"]["resourceVersion"].clone()) {
+                        return kube_status(409, "Conflict", "the object has been modified; please apply your changes to the latest version");
+                    }
+                    let next: u64 = lease["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() + 1;
+                    lease["metadata"]["resourceVersion"] = json!(next.to_string());
+                    *stored = Some(lease.clone());
+                    axum::Json(lease).into_response()
+                }),
+            )
+            .route(
+                base,
+                post(|State(f): State<FakeKube>, axum::Json(mut lease): axum::Json<Value>| async move {
+                    let mut stored = f.lease.lock().unwrap();
+                    if stored.is_some() {
+                        return kube_status(409, "AlreadyExists", "leases.coordination.k8s.io \"opmon\" already exists");
+                    }
+                    lease["metadata"]["resourceVersion"] = json!("1");
+                    *stored = Some(lease.clone());
+                    (axum::http::StatusCode::CREATED, axum::Json(lease)).into_response()
+                }),
+            )
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        (fake, client)
+    }
+}
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_new_leader_resumes_at_the_recorded_cursor_so_no_record_is_lost_or_repeated() {
+    let (_kube, client) = FakeKube::start().await;
+    let a = LeaderElection::new(client.clone(), "xroad-metrics", "opmon", "adapter-a", LEASE);
+    let b = LeaderElection::new(client, "xroad-metrics", "opmon", "adapter-b", LEASE);
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    let inventory = sidecar_inventory();
+    let (metrics_a, metrics_b) = (Metrics::default(), Metrics::default());
+    let collector_a = Collector::new(config(&fake.url), &metrics_a).unwrap();
+    let collector_b = Collector::new(config(&fake.url), &metrics_b).unwrap();
+
+    // A leads and collects at T, T+30, T+60, recording its cursor at each renewal, the last at T+70.
+    for t in [NOW, NOW + 30, NOW + 60] {
+        assert!(matches!(
+            a.lead(t, collector_a.cursor()).await.unwrap(),
+            Leadership::Leader { .. }
+        ));
+        assert_eq!(
+            b.lead(t + 1, None).await.unwrap(),
+            Leadership::Follower {
+                holder: "adapter-a".into()
+            }
+        );
+        fake.set_now(t);
+        collector_a.poll(&inventory, t).await.unwrap();
+    }
+    a.lead(NOW + 70, collector_a.cursor()).await.unwrap();
+    // A dies. Until its lease expires, B waits; then B takes over with A's cursor.
+    assert!(matches!(
+        b.lead(NOW + 99, None).await.unwrap(),
+        Leadership::Follower { .. }
+    ));
+    let Leadership::Leader { cursor } = b.lead(NOW + 101, None).await.unwrap() else {
+        panic!("B should lead")
+    };
+    assert_eq!(cursor, collector_a.cursor());
+    collector_b.resume_at(cursor, NOW + 101, LEASE * 3);
+    for t in [NOW + 101, NOW + 131] {
+        fake.set_now(t);
+        collector_b.poll(&inventory, t).await.unwrap();
+    }
+    let counted = requests(&metrics_a.encode(), &[]) + requests(&metrics_b.encode(), &[]);
+    let expected: f64 = (NOW - 65..=NOW + 131 - 65)
+        .map(|s| 2.0 + f64::from(s % 3 == 0) + f64::from(s % 5 == 0))
+        .sum();
+    assert_eq!(
+        counted, expected,
+        "every second from A's start to B's last poll, once"
+    );
+    let windows = fake.requests();
+    assert_eq!(
+        windows[3].0,
+        windows[2].1 + 1,
+        "B's first window starts right after A's last: {windows:?}"
+    );
+}
+
+#[tokio::test]
+async fn replicas_racing_for_an_expired_lease_elect_exactly_one() {
+    let (_kube, client) = FakeKube::start().await;
+    let a = LeaderElection::new(client.clone(), "ns", "opmon", "adapter-a", LEASE);
+    assert!(matches!(
+        a.lead(NOW, Some(NOW - 65)).await.unwrap(),
+        Leadership::Leader { cursor: None }
+    ));
+    let b = LeaderElection::new(client.clone(), "ns", "opmon", "adapter-b", LEASE);
+    let c = LeaderElection::new(client, "ns", "opmon", "adapter-c", LEASE);
+    let (rb, rc) = tokio::join!(b.lead(NOW + 100, None), c.lead(NOW + 100, None));
+    let leaders = [rb.unwrap(), rc.unwrap()]
+        .into_iter()
+        .filter(|l| matches!(l, Leadership::Leader { .. }))
+        .count();
+    assert_eq!(leaders, 1);
+}
+
+#[tokio::test]
+async fn a_cursor_left_by_a_long_outage_restarts_at_the_present() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    let collector = Collector::new(config(&fake.url), &Metrics::default()).unwrap();
+    collector.resume_at(Some(NOW - 65 - 3600), NOW, LEASE * 3);
+    assert_eq!(
+        collector.cursor(),
+        None,
+        "an hour of records in one scrape would read as a burst"
+    );
+    collector.resume_at(Some(NOW - 65 - 60), NOW, LEASE * 3);
+    assert_eq!(collector.cursor(), Some(NOW - 125));
+}

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::attribution::{Attribution, LeaseHistory, PodAddress};
+use super::election::{LeaderElection, Leadership};
 use super::protocol::{self, FaultKind, OUTPUT_FIELDS, OperationalData, Record, ResponseError};
 use crate::config::OpMonitorConfig;
 use crate::inventory::PodInventory;
@@ -439,21 +440,92 @@ impl Collector {
         Ok(summary)
     }
 
-    /// Polls every `pollInterval` until the process ends.
-    pub async fn run(self: Arc<Self>, inventory: Arc<PodInventory>) {
-        let mut interval = tokio::time::interval(self.config.poll_interval);
+    /// Where the next poll starts (Unix seconds), once the collector has polled.
+    pub fn cursor(&self) -> Option<i64> {
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Continues from a cursor another replica recorded. A cursor older than a handover can explain (the
+    /// adapter was down) is dropped: counting hours of records into one scrape would read as a burst of
+    /// traffic, so the collector starts at the present instead.
+    pub fn resume_at(&self, recorded: Option<i64>, now: i64, max_gap: Duration) {
+        let present = now - self.config.records_available_offset.as_secs() as i64;
+        let cursor = recorded.filter(|c| present - c <= max_gap.as_secs() as i64);
+        if recorded.is_some() && cursor.is_none() {
+            tracing::warn!(
+                ?recorded,
+                present,
+                "the recorded op-monitor cursor is too old; starting at the present"
+            );
+        }
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = cursor;
+    }
+
+    /// Polls every `pollInterval` until the process ends; with an election, only while leading.
+    pub async fn run(
+        self: Arc<Self>,
+        inventory: Arc<PodInventory>,
+        election: Option<LeaderElection>,
+    ) {
+        let poll_interval = self.config.poll_interval;
+        let tick = election.as_ref().map_or(poll_interval, |e| {
+            (e.lease_duration() / 3).min(poll_interval)
+        });
+        let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed: Option<std::time::Instant> = None;
+        let mut last_poll: Option<std::time::Instant> = None;
         loop {
             interval.tick().await;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = unix_now();
+            if let Some(election) = &election {
+                match election.lead(now, self.cursor()).await {
+                    Ok(Leadership::Leader { cursor }) => {
+                        if renewed.is_none() {
+                            tracing::info!(?cursor, "leading the op-monitor collection");
+                            self.resume_at(
+                                cursor,
+                                now,
+                                election.lease_duration() + poll_interval * 2,
+                            );
+                        }
+                        renewed = Some(std::time::Instant::now());
+                    }
+                    Ok(Leadership::Follower { holder }) => {
+                        if renewed.take().is_some() {
+                            tracing::info!(%holder, "another replica leads the op-monitor collection now");
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot renew the op-monitor lease");
+                        // Stop before the lease can expire, so that two replicas never count at once.
+                        if renewed.is_some_and(|t| t.elapsed() + tick >= election.lease_duration())
+                        {
+                            renewed = None;
+                        }
+                        if renewed.is_none() {
+                            continue;
+                        }
+                    }
+                }
+            }
+            if last_poll.is_some_and(|t| t.elapsed() + Duration::from_millis(100) < poll_interval) {
+                continue;
+            }
+            last_poll = Some(std::time::Instant::now());
             match self.poll(&inventory, now).await {
                 Ok(summary) => tracing::debug!(?summary, "op-monitor poll"),
                 Err(error) => tracing::warn!(%error, "op-monitor poll failed; the cursor stays"),
             }
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn innermost(error: &reqwest::Error) -> String {
