@@ -186,6 +186,8 @@ pub struct OpMonitorConfig {
     pub max_services: usize,
     /// Count the monitoring meta-services (`getSecurityServer*`) too.
     pub include_meta_services: bool,
+    /// The server's `max-records-in-payload`: a page this full is followed by the next one at once.
+    pub page_size: usize,
     /// The Lease that elects one collector among the adapter's replicas (cluster mode only).
     pub leader_election: LeaderElectionConfig,
 }
@@ -287,6 +289,7 @@ struct RawOpMonitor {
     namespace: String,
     max_services: Option<usize>,
     include_meta_services: Option<bool>,
+    page_size: Option<usize>,
     #[serde(default)]
     leader_election: RawLeaderElection,
 }
@@ -610,6 +613,7 @@ fn opmonitor(raw: RawOpMonitor) -> Result<OpMonitorConfig, KeyError> {
         namespace: raw.namespace,
         max_services: raw.max_services.unwrap_or(200),
         include_meta_services: raw.include_meta_services.unwrap_or(false),
+        page_size: raw.page_size.unwrap_or(10_000).max(1),
         leader_election: LeaderElectionConfig {
             enabled: raw.leader_election.enabled.unwrap_or(true),
             namespace: raw.leader_election.namespace,

@@ -17,6 +17,14 @@ fn the_example_configuration_loads_with_its_policy() {
         "security-server-sidecar-secondary"
     );
     assert!(Catalog::builtin().pod_metric(&policy.load_metric).is_some());
+    let opmonitor = config
+        .opmonitor
+        .expect("the example configures the op-monitor collector");
+    assert_eq!(
+        opmonitor.security_server.server_code.as_deref(),
+        Some("sidecar")
+    );
+    assert_eq!(opmonitor.page_size, 10_000);
 }
 
 #[test]

@@ -694,3 +694,47 @@ async fn a_cursor_left_by_a_long_outage_restarts_at_the_present() {
     collector.resume_at(Some(NOW - 65 - 60), NOW, LEASE * 3);
     assert_eq!(collector.cursor(), Some(NOW - 125));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_scrapes_the_collector_series_over_tls_with_their_labels() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    fake.set_now(NOW);
+    let (state, _) = adapter(
+        "http://127.0.0.1:9",
+        Config::default(),
+        std::path::Path::new(INVENTORY),
+    )
+    .await;
+    let collector = Collector::new(config(&fake.url), &state.metrics).unwrap();
+    collector.poll(&state.inventory, NOW).await.unwrap();
+    let adapter = TlsAdapter::start(state.clone()).await;
+    // honor_labels keeps the records' namespace and pod: a kubernetes_sd scrape would overwrite them with the
+    // adapter's own (the ServiceMonitor needs honorLabels: true).
+    let prometheus = Prometheus::start_with_config(&format!(
+        "scrape_configs:\n- job_name: xroad-metrics-adapter\n  scrape_interval: 1s\n  scheme: https\n  honor_labels: true\n  \
+         tls_config: {{ca_file: {}}}\n  static_configs: [{{targets: ['localhost:{}']}}]\n",
+        adapter.ca_file.display(),
+        adapter.port
+    ))
+    .await;
+    let query = format!("xroad_opmon_requests_total{{pod=\"{SECONDARY_A}\"}}");
+    let mut result = Value::Null;
+    for _ in 0..100 {
+        result = prometheus.query(&query).await;
+        if result["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let series = &result["data"]["result"][0];
+    assert_eq!(series["value"][1], "2", "{result}");
+    let labels = &series["metric"];
+    assert_eq!(labels["namespace"], "sidecar");
+    assert_eq!(labels["service_code"], "getRandom");
+    assert_eq!(labels["security_server_type"], "producer");
+    assert_eq!(labels["succeeded"], "true");
+    assert_eq!(labels["job"], "xroad-metrics-adapter");
+}

@@ -23,8 +23,6 @@ use crate::inventory::PodInventory;
 use crate::selector::LabelSelector;
 use crate::telemetry::{Metrics, ReasonLabels};
 
-/// A server page holds 10,000 records (plus any that share the last second): a full page means more follow.
-const PAGE_LIMIT: usize = 10_000;
 /// The most an answer may weigh; a full page of trimmed records is a few MB of gzip.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// Closed IP leases are kept this long: availability offset + poll lag + the longest rate window.
@@ -429,7 +427,8 @@ impl Collector {
             };
             summary.pages += 1;
             summary.counted += self.count(&page.records);
-            let full = page.records_count >= PAGE_LIMIT;
+            // A page holds `pageSize` records plus any sharing its last second: a full page means more follow.
+            let full = page.records_count >= self.config.page_size;
             cursor = page.next_records_from.unwrap_or(to + 1);
             *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = Some(cursor);
             if !(full && page.next_records_from.is_some()) {

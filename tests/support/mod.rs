@@ -59,15 +59,13 @@ impl Prometheus {
         const INSTALL: &str =
             "apt-get install -y prometheus (Debian's package brings prometheus and promtool)";
         let promtool = require_tool("promtool", INSTALL);
-        let prometheus = require_tool("prometheus", INSTALL);
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
         let input = dir.path().join("input.om");
         std::fs::write(&input, text).unwrap();
         let made = Command::new(promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&input)
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .output()
             .unwrap();
         assert!(
@@ -75,13 +73,26 @@ impl Prometheus {
             "promtool failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
+        Self::run(dir, "global:\n  scrape_interval: 15s\n").await
+    }
+
+    /// Prometheus with this configuration (e.g. scrape jobs) and an empty data directory.
+    pub async fn start_with_config(config: &str) -> Self {
+        Self::run(tempfile::tempdir().unwrap(), config).await
+    }
+
+    async fn run(dir: tempfile::TempDir, config_text: &str) -> Self {
+        let prometheus = require_tool("prometheus", "apt-get install -y prometheus");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=10y")
             .stdout(Stdio::null())
