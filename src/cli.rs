@@ -562,6 +562,27 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     for metric in Catalog::builtin().metrics() {
         println!("    {}", metric.name);
     }
+    if let Some(op) = &config.opmonitor {
+        let server = &op.security_server;
+        println!(
+            "  xroad.opmonitor: {} as {}/{}/{} for server {}, poll every {:?} (offset {:?}), records attributed to pods in {}, \
+             leader election {}",
+            op.url,
+            op.client.instance,
+            op.client.member_class,
+            op.client.member_code,
+            server.server_code.as_deref().unwrap_or_default(),
+            op.poll_interval,
+            op.records_available_offset,
+            op.namespace,
+            if op.leader_election.enabled {
+                "on (in a cluster)"
+            } else {
+                "off"
+            }
+        );
+    }
+    println!("  X-Road messages from: {:?}", config.throughput);
     for policy in &config.scale_on_failure {
         let target = &policy.target;
         println!(

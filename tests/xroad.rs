@@ -106,14 +106,19 @@ async fn every_kind_of_record_is_counted_exactly_once_under_its_pod() {
     let mut rest = record(NOW - 70, IP_B, "Producer", true, "cats");
     rest["restMethod"] = json!("GET");
     rest["restPath"] = json!("/cat/*");
+    let mut rest_client = record(NOW - 70, IP_A, "Client", true, "cats");
+    rest_client["serviceType"] = json!("REST");
+    rest_client["restMethod"] = json!("GET");
+    rest["serviceType"] = json!("REST");
     let mut failed = record(NOW - 70, IP_B, "Producer", false, "getRandom");
     failed["faultCode"] = json!("Server.ServiceFailed.InternalError");
-    // OPM-01: SOAP and REST, Client and Producer, a failure, a self-record, missing optional fields,
+    // OPM-01: SOAP and REST, each as Client and Producer, a failure, a self-record, missing optional fields,
     // an unknown IP and 0.0.0.0.
     fake.push(Reply::Page {
         records: vec![
             record(NOW - 70, IP_A, "Client", true, "getRandom"),
-            record(NOW - 70, IP_A, "Client", true, "cats"),
+            rest_client,
+            record(NOW - 70, IP_B, "Producer", true, "getRandom"),
             rest,
             failed,
             record(
@@ -133,7 +138,7 @@ async fn every_kind_of_record_is_counted_exactly_once_under_its_pod() {
     let metrics = Metrics::default();
     let collector = Collector::new(config(&fake.url), &metrics).unwrap();
     let summary = collector.poll(&sidecar_inventory(), NOW).await.unwrap();
-    assert_eq!((summary.pages, summary.counted), (1, 7));
+    assert_eq!((summary.pages, summary.counted), (1, 8));
 
     let exposition = metrics.encode();
     assert_eq!(
@@ -148,7 +153,12 @@ async fn every_kind_of_record_is_counted_exactly_once_under_its_pod() {
             &exposition,
             &["pod=\"security-server-sidecar-secondary-7d9f8-fghij\""]
         ),
-        3.0
+        4.0
+    );
+    assert_eq!(
+        requests(&exposition, &["security_server_type=\"producer\"", "fghij"]),
+        4.0,
+        "SOAP and REST producers of B"
     );
     assert_eq!(
         requests(&exposition, &["pod=\"\""]),
@@ -178,7 +188,7 @@ async fn every_kind_of_record_is_counted_exactly_once_under_its_pod() {
         ),
         1.0
     );
-    assert_eq!(value(&exposition, "xroad_opmon_records_total"), 8.0);
+    assert_eq!(value(&exposition, "xroad_opmon_records_total"), 9.0);
     assert_eq!(
         value(
             &exposition,
