@@ -292,13 +292,7 @@ impl HealthChecker {
             Err(_) => {
                 CheckOutcome::Unreachable(format!("no answer within {}s", timeout.as_secs_f64()))
             }
-            Ok(Err(error)) => {
-                let mut cause: &dyn std::error::Error = &error;
-                while let Some(next) = cause.source() {
-                    cause = next;
-                }
-                CheckOutcome::Unreachable(cause.to_string())
-            }
+            Ok(Err(error)) => CheckOutcome::Unreachable(crate::error::root_cause(&error)),
             Ok(Ok((status, body))) => classify(status, &String::from_utf8_lossy(&body)),
         }
     }

@@ -147,18 +147,13 @@ impl PrometheusSource {
     }
 }
 
-/// The innermost cause of a transport error: "Connection refused (os error 111)" rather than reqwest's
-/// outer text, which embeds the full URL (and could carry credentials).
+/// Why a transport failed, without the URL reqwest's own text embeds.
 fn root_cause(error: &reqwest::Error) -> String {
-    let mut innermost = None;
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        innermost = Some(c.to_string());
-        cause = c.source();
+    match (error.source(), error.status()) {
+        (Some(_), _) => crate::error::root_cause(error),
+        (None, Some(status)) => format!("HTTP {status}"),
+        (None, None) => "request failed".to_owned(),
     }
-    innermost
-        .or_else(|| error.status().map(|status| format!("HTTP {status}")))
-        .unwrap_or_else(|| "request failed".to_owned())
 }
 
 impl MetricSource for PrometheusSource {

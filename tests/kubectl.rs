@@ -3,54 +3,25 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Output;
-
 use support::*;
-
-async fn kubectl(kubeconfig: &Path, path: &str) -> Output {
-    let kubectl = require_tool(
-        "kubectl",
-        "install kubectl (Debian: apt-get install -y kubectl, or the Kubernetes apt repository)",
-    );
-    let home = kubeconfig.parent().unwrap();
-    tokio::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["get", "--raw", path])
-        .env("HOME", home)
-        .env("KUBECACHEDIR", home.join("cache"))
-        .output()
-        .await
-        .unwrap()
-}
-
-fn stdout_json(output: &Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_get_raw_reads_discovery_and_per_pod_rates_over_tls() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let adapter = TlsAdapter::start(state(&prometheus.url)).await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = adapter.kubeconfig(dir.path());
 
-    let discovery = stdout_json(&kubectl(&kubeconfig, "/apis/custom.metrics.k8s.io/v1beta2").await);
+    let discovery = adapter
+        .kubectl_json(dir.path(), "/apis/custom.metrics.k8s.io/v1beta2")
+        .await;
     assert_eq!(discovery["kind"], "APIResourceList");
 
-    let list = stdout_json(
-        &kubectl(
-            &kubeconfig,
+    let list = adapter
+        .kubectl_json(
+            dir.path(),
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/container_network_receive_packets_per_second?labelSelector=run%3Dsecurity-server-sidecar-secondary",
         )
-        .await,
-    );
+        .await;
     assert_eq!(
         values(&list),
         pairs(&[
@@ -60,9 +31,12 @@ async fn kubectl_get_raw_reads_discovery_and_per_pod_rates_over_tls() {
         ])
     );
 
-    let external = stdout_json(
-        &kubectl(&kubeconfig, "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/container_network_receive_packets_per_second?labelSelector=interface%3Deth1").await,
-    );
+    let external = adapter
+        .kubectl_json(
+            dir.path(),
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/container_network_receive_packets_per_second?labelSelector=interface%3Deth1",
+        )
+        .await;
     assert_eq!(external["items"][0]["value"], "5");
 }
 
@@ -70,11 +44,12 @@ async fn kubectl_get_raw_reads_discovery_and_per_pod_rates_over_tls() {
 async fn kubectl_shows_an_unknown_metric_as_not_found_with_our_message() {
     let adapter = TlsAdapter::start(state("http://127.0.0.1:9")).await;
     let dir = tempfile::tempdir().unwrap();
-    let output = kubectl(
-        &adapter.kubeconfig(dir.path()),
-        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/xroad_no_such_metric",
-    )
-    .await;
+    let output = adapter
+        .kubectl(
+            dir.path(),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/xroad_no_such_metric",
+        )
+        .await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

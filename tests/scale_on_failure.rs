@@ -390,28 +390,12 @@ async fn failing_pods_raise_the_served_replica_count_and_kubectl_reads_it() {
 
     // The real kubectl over TLS reads the same value.
     let adapter = TlsAdapter::start(state.clone()).await;
-    let kubectl = require_tool(
-        "kubectl",
-        "install kubectl (apt-get install -y kubectl or kubernetes-client)",
-    );
-    let output = tokio::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(adapter.kubeconfig(dir.path()))
-        .args([
-            "get",
-            "--raw",
+    let list = adapter
+        .kubectl_json(
+            dir.path(),
             &format!("{DEPLOYMENT_PATH}/xroad_scale_on_failure_replicas"),
-        ])
-        .env("HOME", dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        )
+        .await;
     assert_eq!(list["items"][0]["value"], "6");
 }
 

@@ -467,24 +467,9 @@ async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() 
 
     let adapter = TlsAdapter::start(state.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let kubectl = require_tool(
-        "kubectl",
-        "install kubectl (apt-get install -y kubectl or kubernetes-client)",
-    );
-    let output = tokio::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(adapter.kubeconfig(dir.path()))
-        .args(["get", "--raw", &pods("xroad_messages_per_second", "")])
-        .env("HOME", dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let list = adapter
+        .kubectl_json(dir.path(), &pods("xroad_messages_per_second", ""))
+        .await;
     assert_eq!(
         values(&list),
         pairs(&[(SECONDARY_A, "2"), (SECONDARY_B, "334m")])

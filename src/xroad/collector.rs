@@ -528,13 +528,9 @@ fn unix_now() -> i64 {
 }
 
 fn innermost(error: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
     if error.is_timeout() {
         "timed out".to_owned()
     } else {
-        cause.to_string()
+        crate::error::root_cause(error)
     }
 }

@@ -273,6 +273,36 @@ impl TlsAdapter {
     }
 }
 
+impl TlsAdapter {
+    /// Runs the real `kubectl get --raw PATH` against this adapter; the output as kubectl left it.
+    pub async fn kubectl(&self, dir: &Path, path: &str) -> std::process::Output {
+        let kubectl = require_tool(
+            "kubectl",
+            "install kubectl (Debian: apt-get install -y kubernetes-client, or the Kubernetes apt repository)",
+        );
+        tokio::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig(dir))
+            .args(["get", "--raw", path])
+            .env("HOME", dir)
+            .env("KUBECACHEDIR", dir.join("cache"))
+            .output()
+            .await
+            .unwrap()
+    }
+
+    /// `kubectl get --raw PATH`, which must succeed, as JSON.
+    pub async fn kubectl_json(&self, dir: &Path, path: &str) -> serde_json::Value {
+        let output = self.kubectl(dir, path).await;
+        assert!(
+            output.status.success(),
+            "kubectl failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
 impl Drop for TlsAdapter {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
