@@ -410,16 +410,17 @@ async fn custom_metric(
                 .iter()
                 .filter_map(|ns| {
                     // Only live pods count: a deleted pod's trailing rate() must not.
-                    let live = state.inventory.select(ns, &LabelSelector::everything());
+                    let live: std::collections::HashSet<String> = state
+                        .inventory
+                        .select(ns, &LabelSelector::everything())
+                        .iter()
+                        .map(|p| p.name.clone())
+                        .collect();
                     let samples: Vec<f64> = answer
                         .samples
                         .iter()
                         .filter(|s| s.labels.get("namespace") == Some(ns))
-                        .filter(|s| {
-                            s.labels
-                                .get("pod")
-                                .is_some_and(|p| live.iter().any(|l| &l.name == p))
-                        })
+                        .filter(|s| s.labels.get("pod").is_some_and(|p| live.contains(p)))
                         .map(|s| s.value)
                         .collect();
                     if samples.is_empty() {

@@ -255,12 +255,11 @@ impl Collector {
             .bytes()
             .await
             .map_err(|e| CollectError::Transport(innermost(&e)))?;
-        match protocol::parse_response(&content_type, &bytes) {
-            Ok(data) if status == 200 => Ok(data),
-            Err(fault @ ResponseError::Fault { .. }) => Err(fault.into()),
-            Ok(_) | Err(_) if status != 200 => Err(CollectError::Http(status)),
-            Ok(data) => Ok(data),
-            Err(error) => Err(error.into()),
+        // Faults come with HTTP 200, but a fault is a fault whatever the status; anything else needs a 200.
+        match (status, protocol::parse_response(&content_type, &bytes)) {
+            (_, Err(fault @ ResponseError::Fault { .. })) => Err(fault.into()),
+            (200, answer) => answer.map_err(CollectError::from),
+            (status, _) => Err(CollectError::Http(status)),
         }
     }
 
