@@ -34,7 +34,7 @@ pids+=($!)
 wait_for "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" prometheus
 
 echo "== starting the adapter on https://127.0.0.1:$ADAPTER_PORT (pods from tests/fixtures/inventory-sidecar.yaml)"
-"$adapter" serve --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" \
+"$adapter" serve --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml \
   --inventory tests/fixtures/inventory-sidecar.yaml --cert-dir "$work/certs" \
   --authentication none --bind-address 127.0.0.1 --secure-port "$ADAPTER_PORT" >"$work/adapter.log" 2>&1 &
 pids+=($!)
@@ -63,10 +63,20 @@ k "/apis/custom.metrics.k8s.io/v1beta2"
 k "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/container_network_receive_packets_per_second?labelSelector=run%3Dsecurity-server-sidecar-secondary"
 k "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/container_network_receive_packets_per_second"
 
+# The policy evaluates in the background; its first value appears within a second.
+policy="/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/deployments.apps/security-server-sidecar-secondary/xroad_scale_on_failure_replicas"
+for _ in $(seq 1 50); do kubectl --kubeconfig "$work/kubeconfig" get --raw "$policy" >/dev/null 2>&1 && break; sleep 0.2; done
+k "$policy"
+
+echo
+echo "== why the scale-on-failure policy asks for that many replicas"
+"$adapter" explain --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml \
+  --inventory tests/fixtures/inventory-sidecar.yaml
+
 echo
 echo "== the replica count an HPA with a Pods target of averageValue $TARGET packets/s would choose"
 "$adapter" query --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --inventory tests/fixtures/inventory-sidecar.yaml \
   -n sidecar -l run=security-server-sidecar-secondary --metric container_network_receive_packets_per_second \
   --target-average-value "$TARGET"
 echo
-echo "Done. README.md explains every flag, the metrics served and how to install the adapter in a cluster."
+echo "Done. README.md explains the metrics, every flag and the configuration file."
