@@ -733,3 +733,99 @@ async fn a_real_prometheus_scrapes_the_collector_series_over_tls_with_their_labe
     assert_eq!(labels["succeeded"], "true");
     assert_eq!(labels["job"], "xroad-metrics-adapter");
 }
+
+/// A client-proxy PKI: a CA, the proxy's certificate for `localhost`, and the adapter's client certificate
+/// (what the Security Server's consumer port demands over HTTPS). Files in `dir`.
+fn client_proxy_pki(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>, usage| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        (params.signed_by(&key, &issuer).unwrap(), key)
+    };
+    let (server, server_key) = leaf(
+        vec!["localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client, client_key) = leaf(
+        vec!["xroad-metrics-adapter".into()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), client.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), client_key.serialize_pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server.der().clone(), ca_cert.der().clone()], key)
+        .unwrap();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn over_https_the_collector_presents_its_client_certificate_and_trusts_only_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeOpMonitor::start_tls(steady_traffic(), client_proxy_pki(dir.path())).await;
+    fake.set_now(NOW);
+    let mut with_certificate = config(&fake.url);
+    with_certificate.tls.ca_file = Some(dir.path().join("ca.crt"));
+    with_certificate.tls.cert_file = Some(dir.path().join("tls.crt"));
+    with_certificate.tls.key_file = Some(dir.path().join("tls.key"));
+    let metrics = Metrics::default();
+    let summary = Collector::new(with_certificate.clone(), &metrics)
+        .unwrap()
+        .poll(&sidecar_inventory(), NOW)
+        .await
+        .unwrap();
+    let second = NOW - 65;
+    let expected = 2 + usize::from(second % 3 == 0) + usize::from(second % 5 == 0);
+    assert_eq!(summary.counted, expected, "the records of second NOW-65");
+
+    let mut without_certificate = with_certificate.clone();
+    without_certificate.tls.cert_file = None;
+    without_certificate.tls.key_file = None;
+    let refused = Collector::new(without_certificate, &Metrics::default())
+        .unwrap()
+        .poll(&sidecar_inventory(), NOW)
+        .await;
+    assert!(
+        matches!(refused, Err(CollectError::Transport(_))),
+        "{refused:?}"
+    );
+
+    let mut system_roots = with_certificate;
+    system_roots.tls.ca_file = None;
+    let untrusted = Collector::new(system_roots, &Metrics::default())
+        .unwrap()
+        .poll(&sidecar_inventory(), NOW)
+        .await;
+    assert!(
+        matches!(untrusted, Err(CollectError::Transport(_))),
+        "the proxy's private CA is not trusted by default"
+    );
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "only the authenticated poll reached the proxy"
+    );
+}

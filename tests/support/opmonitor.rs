@@ -104,9 +104,22 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
 impl FakeOpMonitor {
     /// Starts the fake for the owner `EE/GOV/1234567-8` and server `sidecar`; `generator` makes window records.
     pub async fn start(generator: Generator) -> Self {
+        Self::serve(generator, None).await
+    }
+
+    /// The same over TLS with `tls` (which may demand a client certificate, as the consumer port does).
+    pub async fn start_tls(generator: Generator, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::serve(generator, Some(tls)).await
+    }
+
+    async fn serve(generator: Generator, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let fake = Self {
-            url: format!("http://{}", listener.local_addr().unwrap()),
+            url: format!(
+                "{scheme}://localhost:{}",
+                listener.local_addr().unwrap().port()
+            ),
             script: Arc::default(),
             generator,
             now: Arc::new(Mutex::new(i64::MAX)),
@@ -119,7 +132,17 @@ impl FakeOpMonitor {
                 async move { fake.answer(&headers, &body).await }
             }),
         );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        match tls {
+            None => drop(tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap()
+            })),
+            Some(tls) => drop(tokio::spawn(xroad_metrics_adapter::server::serve(
+                listener,
+                tls,
+                app,
+                std::future::pending(),
+            ))),
+        }
         fake
     }
 
