@@ -892,6 +892,23 @@ mod tests {
     }
 
     #[test]
+    fn yaml_1_1_boolean_words_stay_names() {
+        let text = "scaleOnFailure:\n- name: y\n  target: {namespace: n, deployment: on}\n  load: {metric: m, capacityPerPod: 1}\n";
+        let policy = Config::parse("c.yaml", text)
+            .unwrap()
+            .scale_on_failure
+            .remove(0);
+        assert_eq!(
+            (
+                policy.name.as_str(),
+                policy.target.namespace.as_str(),
+                policy.target.deployment.as_str()
+            ),
+            ("y", "n", "on")
+        );
+    }
+
+    #[test]
     fn unknown_keys_name_the_line_and_column() {
         let err = Config::parse(
             "c.yaml",
