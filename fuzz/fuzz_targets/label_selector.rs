@@ -15,7 +15,10 @@ fuzz_target!(|text: &str| {
         assert_eq!(reparsed, selector, "round trip of {text:?}");
         if let Ok(matchers) = promql::matchers(&selector) {
             for matcher in matchers {
-                assert!(!matcher.contains('\n') && !matcher.contains('}'), "{matcher:?}");
+                assert!(
+                    !matcher.contains('\n') && !matcher.contains('}'),
+                    "{matcher:?}"
+                );
             }
         }
     }

@@ -7,5 +7,8 @@ use xroad_metrics_adapter::xroad::protocol::parse_response;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_response("text/xml; charset=utf-8", data);
-    let _ = parse_response("multipart/related; type=\"text/xml\"; boundary=xroadB", data);
+    let _ = parse_response(
+        "multipart/related; type=\"text/xml\"; boundary=xroadB",
+        data,
+    );
 });
