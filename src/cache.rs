@@ -1,8 +1,10 @@
 //! Shared query results: one backend round trip per (query) per refresh interval, coalesced across every
-//! caller, and the last good answer served for a bounded time while the backend fails.
+//! caller and refreshed ahead in the background while callers keep asking, and the last good answer served
+//! for a bounded time while the backend fails.
 //!
 //! Never turns a failure into 0: past `maxStaleness` the caller gets the backend's error.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,7 +36,13 @@ pub struct QueryCache {
     last_good: moka::future::Cache<String, Arc<Answer>>,
     health: Mutex<BackendHealth>,
     metrics: Arc<Metrics>,
+    refresh_interval: Duration,
+    /// Queries asked recently, with when they were last asked: the ones worth refreshing ahead.
+    hot: Mutex<HashMap<String, Instant>>,
 }
+
+/// A query asked within this many refresh intervals is kept fresh in the background; HPAs ask every 15 s.
+const HOT_INTERVALS: u32 = 4;
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -66,11 +74,17 @@ impl QueryCache {
                 .build(),
             health: Mutex::new(BackendHealth::default()),
             metrics,
+            refresh_interval,
+            hot: Mutex::new(HashMap::new()),
         }
     }
 
     /// The answer to `promql`: cached, or fetched once for all concurrent callers.
     pub async fn query(&self, promql: &str) -> Result<Arc<Answer>, SourceError> {
+        self.hot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(promql.to_owned(), Instant::now());
         let mut fetched = false;
         let result = self
             .fresh
@@ -133,6 +147,36 @@ impl QueryCache {
                 Err(error)
             }
         }
+    }
+
+    /// Re-fetches every query asked within the last `HOT_INTERVALS` refresh intervals, so that callers find
+    /// a fresh answer instead of waiting for the backend; forgets the others. A failed refresh leaves the
+    /// cached answer to expire as usual.
+    pub async fn refresh_hot(&self) {
+        let queries: Vec<String> = {
+            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
+            hot.retain(|_, asked| asked.elapsed() < self.refresh_interval * HOT_INTERVALS);
+            hot.keys().cloned().collect()
+        };
+        for promql in queries {
+            if let Ok(answer) = self.fetch(&promql).await {
+                self.fresh.insert(promql, answer).await;
+            }
+        }
+    }
+
+    /// Refreshes hot queries every three quarters of the refresh interval, before their answers expire.
+    pub fn spawn_refresher(self: &Arc<Self>) {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(cache.refresh_interval * 3 / 4);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                cache.refresh_hot().await;
+            }
+        });
     }
 
     /// What the adapter last saw of its backend.
@@ -260,6 +304,51 @@ mod tests {
                 .unwrap()
                 .1
                 .contains("Connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn hot_queries_are_refreshed_ahead_so_callers_do_not_wait() {
+        let source = ScriptedSource::new(vec![Ok(1.0), Ok(2.0)], Duration::ZERO);
+        let cache = cache(
+            source.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
+        cache.refresh_hot().await;
+        assert_eq!(
+            source.calls.load(Ordering::SeqCst),
+            2,
+            "refreshed in the background"
+        );
+        assert_eq!(
+            cache.query("q").await.unwrap().samples[0].value,
+            2.0,
+            "the caller gets the refreshed answer"
+        );
+        assert_eq!(
+            source.calls.load(Ordering::SeqCst),
+            2,
+            "without a round trip of its own"
+        );
+    }
+
+    #[tokio::test]
+    async fn queries_nobody_asks_for_any_more_are_not_refreshed() {
+        let source = ScriptedSource::new(vec![Ok(1.0)], Duration::ZERO);
+        let cache = cache(
+            source.clone(),
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        );
+        cache.query("q").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cache.refresh_hot().await;
+        assert_eq!(
+            source.calls.load(Ordering::SeqCst),
+            1,
+            "asked more than 4 refresh intervals ago"
         );
     }
 

@@ -307,6 +307,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (chain, key) = tls::load(&cert, &key)?;
     let tls_config = tls::server_config(chain, key)?;
     let (state, inputs) = build_state(&args.source, &config).await?;
+    state.cache.spawn_refresher();
     if let Some(opmonitor) = &config.opmonitor {
         let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
             .map_err(message)?;
