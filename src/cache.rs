@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::source::{MetricSource, Sample, SourceError};
 use crate::telemetry::{Metrics, ReasonLabels};
+use crate::unix_now;
 
 /// One backend answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,13 +44,6 @@ pub struct QueryCache {
 
 /// A query asked within this many refresh intervals is kept fresh in the background; HPAs ask every 15 s.
 const HOT_INTERVALS: u32 = 4;
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
 
 /// Distinct queries kept; each is one (metric, namespace, selector) shape, so this bounds memory, not traffic.
 const MAX_ENTRIES: u64 = 10_000;

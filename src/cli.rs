@@ -491,9 +491,7 @@ pub async fn explain(args: ExplainArgs) -> Result<(), CliError> {
         settled.recover_for = std::time::Duration::ZERO;
         settled.signals.health_check.failure_threshold = 1;
         settled.signals.health_check.success_threshold = 1;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::unix_now();
         let target = &policy.target;
         println!(
             "\npolicy {}: deployment {}/{}",

@@ -15,6 +15,7 @@ use crate::inventory::{PodInfo, PodInventory};
 use crate::policy::{Decision, PodHealth, PodState, PolicyTracker, ScaleOnFailurePolicy};
 use crate::promql;
 use crate::telemetry::{Metrics, PodStateLabels, PolicyLabels};
+use crate::unix_now;
 
 /// What one health-check request said (§9.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,12 +357,6 @@ pub struct FailurePolicy {
     checker: HealthChecker,
     latest: RwLock<Option<(i64, Outcome)>>,
     exported_pods: Mutex<HashSet<String>>,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl FailurePolicy {

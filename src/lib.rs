@@ -23,3 +23,11 @@ pub mod server;
 pub mod source;
 pub mod telemetry;
 pub mod xroad;
+
+/// Seconds since the Unix epoch (0 should the clock read earlier): the time stamps of served values,
+/// policy decisions and op-monitor windows.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

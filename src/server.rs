@@ -585,12 +585,7 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.
     let health = state.cache.health();
-    let ago = |t: i64| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        format!("{}s ago", now - t)
-    };
+    let ago = |t: i64| format!("{}s ago", crate::unix_now() - t);
     let info = vec![format!(
         "[i]metrics-backend (information, not a readiness check): last success {}, last error {}",
         health.last_success.map_or("never".to_owned(), ago),

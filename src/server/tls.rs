@@ -59,10 +59,7 @@ pub struct GeneratedCert {
 /// Generates a CA and a serving certificate for `names` (DNS names or IP addresses).
 pub fn generate(names: &[String]) -> Result<GeneratedCert, TlsError> {
     let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let stamp = crate::unix_now();
 
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;

@@ -22,6 +22,7 @@ use crate::config::OpMonitorConfig;
 use crate::inventory::PodInventory;
 use crate::selector::LabelSelector;
 use crate::telemetry::{Metrics, ReasonLabels};
+use crate::unix_now;
 
 /// The most an answer may weigh; a full page of trimmed records is a few MB of gzip.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -518,12 +519,6 @@ impl Collector {
             }
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn innermost(error: &reqwest::Error) -> String {
