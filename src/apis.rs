@@ -386,6 +386,12 @@ pub struct StatusDetails {
     /// The resource, e.g. `pods`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// When a client should retry (429).
+    #[serde(
+        rename = "retryAfterSeconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after_seconds: Option<u32>,
 }
 
 /// A Kubernetes `Status` failure body.

@@ -3,17 +3,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tower::ServiceExt;
 
+use crate::auth::review::ReviewTiming;
+use crate::auth::trust::TrustOverrides;
+use crate::auth::{Access, Delegated, DelegatedConfig, OverrideFiles};
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
-use crate::config::{Config, ConfigError, parse_base_url};
+use crate::config::{Config, ConfigError, parse_base_url, parse_duration};
 use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
 use crate::inventory::{self, InventoryError, PodInventory};
 use crate::quantity::Quantity;
+use crate::server::guard::{Guard, Limits};
 use crate::server::{self, AppState, tls};
 use crate::source::PrometheusSource;
 use crate::telemetry::{LogFormat, Metrics};
@@ -105,9 +110,77 @@ pub struct ServeArgs {
     /// Extra DNS names or IP addresses for the self-signed certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// The lowest TLS version accepted.
+    #[arg(long, value_enum, default_value = "VersionTLS12")]
+    pub tls_min_version: tls::TlsMinVersion,
     /// `delegated` (default) or `none` (loopback bind addresses only).
     #[arg(long, value_enum, default_value = "delegated")]
     pub authentication: Authentication,
+    /// Delegated authentication and authorization.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Requests handled at once; more are answered 429 with `Retry-After: 1`.
+    #[arg(long, default_value_t = Limits::default().max_in_flight)]
+    pub max_requests_inflight: usize,
+    /// How long one request may take, authentication included.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// Flags of delegated authentication and authorization, named as the Kubernetes generic apiserver names
+/// them. Each `--client-ca-file` / `--requestheader-*` flag replaces the same key of
+/// `kube-system/extension-apiserver-authentication`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The kubeconfig for TokenReview, SubjectAccessReview and the ConfigMap (default: as `--kubeconfig`).
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Start even if the authentication ConfigMap cannot be read.
+    #[arg(long)]
+    pub authentication_tolerate_lookup_failure: bool,
+    /// CA bundle for client certificates (user = CN, groups = O).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CA bundle for the front proxy's client certificate.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Allowed front-proxy certificate CNs (comma-separated; empty allows any).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Option<Vec<String>>,
+    /// Headers naming the user.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Option<Vec<String>>,
+    /// Headers naming the user's UID.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Option<Vec<String>>,
+    /// Headers naming the user's groups.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Option<Vec<String>>,
+    /// Prefixes of headers carrying the user's extra attributes.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Option<Vec<String>>,
+    /// TokenReview audiences (default: the API server's own).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// How long an accepted token is remembered.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+    /// How long a rejected token is remembered.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authentication_token_webhook_negative_cache_ttl: Duration,
+    /// How long an allowed SubjectAccessReview is remembered.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+    /// How long a denied SubjectAccessReview is remembered.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+    /// Paths served without authentication or authorization; a trailing `*` matches a prefix.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/healthz,/healthz/*,/livez,/livez/*,/readyz,/readyz/*"
+    )]
+    pub authorization_always_allow_paths: Vec<String>,
 }
 
 /// `query` flags.
@@ -189,6 +262,7 @@ fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
 pub async fn build_state(
     args: &SourceArgs,
     config: &Config,
+    guard: Guard,
 ) -> Result<(Arc<AppState>, Arc<Inputs>), CliError> {
     let catalog = Catalog::with_throughput(config.throughput);
     for policy in &config.scale_on_failure {
@@ -203,6 +277,7 @@ pub async fn build_state(
         }
     }
     let metrics = Arc::new(Metrics::default());
+    guard.register_metrics(&metrics);
     let source = PrometheusSource::new(&config.prometheus).map_err(message)?;
     let cache = Arc::new(QueryCache::new(
         Arc::new(source),
@@ -214,7 +289,7 @@ pub async fn build_state(
     match &args.inventory {
         Some(path) => inventory.load(inventory::load_file(path)?),
         None => {
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            let client = kube_client(args.kubeconfig.as_deref(), WATCH_HINT).await?;
             tokio::spawn(inventory::watch(
                 client,
                 args.watch_namespaces.clone(),
@@ -236,11 +311,18 @@ pub async fn build_state(
         metrics,
         rate_window: config.rate_window,
         policies: Arc::new(FailurePolicies::new(&config.scale_on_failure)),
+        guard,
     });
     Ok((state, inputs))
 }
 
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, CliError> {
+const WATCH_HINT: &str = "pass --kubeconfig FILE, or --inventory FILE to run without a cluster";
+
+/// A client of the cluster; `hint` says what to do when none is found.
+async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    hint: &str,
+) -> Result<kube::Client, CliError> {
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
@@ -249,11 +331,9 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Clien
                 .await
                 .map_err(|e| message(format!("kubeconfig {}: {e}", path.display())))?
         }
-        None => kube::Config::infer().await.map_err(|e| {
-            message(format!(
-                "no cluster found ({e}); pass --kubeconfig FILE, or --inventory FILE to run without a cluster"
-            ))
-        })?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| message(format!("no cluster found ({e}); {hint}")))?,
     };
     kube::Client::try_from(config)
         .map_err(|e| message(format!("cannot build the Kubernetes client: {e}")))
@@ -288,13 +368,66 @@ pub fn check_authentication(authentication: Authentication, bind: IpAddr) -> Res
             "--authentication none is only allowed with a loopback --bind-address (127.0.0.1 or ::1), not {bind}: \
              anyone who can reach the port could read every metric"
         ))),
-        Authentication::Delegated => Err(message(
-            "delegated authentication (front-proxy certificates, TokenReview, SubjectAccessReview) is not \
-             available in this version, and the adapter will not serve unauthenticated by default: for a local \
-             run pass --authentication none --bind-address 127.0.0.1",
-        )),
+        Authentication::Delegated => Ok(()),
     }
 }
+
+/// The access control `serve` runs with: delegated unless `--authentication none`.
+async fn access(args: &ServeArgs) -> Result<Access, CliError> {
+    if args.authentication == Authentication::None {
+        tracing::warn!("serving without authentication (--authentication none): every local user can read every metric");
+        return Ok(Access::Anonymous);
+    }
+    let auth = &args.auth;
+    let kubeconfig = auth
+        .authentication_kubeconfig
+        .as_deref()
+        .or(args.source.kubeconfig.as_deref());
+    let client = kube_client(
+        kubeconfig,
+        "delegated authentication asks the Kubernetes API (TokenReview, SubjectAccessReview): pass \
+         --authentication-kubeconfig FILE, or for a local run without a cluster \
+         --authentication none --bind-address 127.0.0.1",
+    )
+    .await?;
+    let timing = |positive_ttl, negative_ttl| ReviewTiming {
+        positive_ttl,
+        negative_ttl,
+        ..ReviewTiming::default()
+    };
+    let config = DelegatedConfig {
+        overrides: OverrideFiles {
+            client_ca: auth.client_ca_file.clone(),
+            requestheader_ca: auth.requestheader_client_ca_file.clone(),
+            lists: TrustOverrides {
+                allowed_names: auth.requestheader_allowed_names.clone(),
+                username_headers: auth.requestheader_username_headers.clone(),
+                uid_headers: auth.requestheader_uid_headers.clone(),
+                group_headers: auth.requestheader_group_headers.clone(),
+                extra_prefixes: auth.requestheader_extra_headers_prefix.clone(),
+                ..TrustOverrides::default()
+            },
+        },
+        always_allow_paths: auth.authorization_always_allow_paths.clone(),
+        audiences: auth.api_audiences.clone(),
+        token_timing: timing(
+            auth.authentication_token_webhook_cache_ttl,
+            auth.authentication_token_webhook_negative_cache_ttl,
+        ),
+        access_timing: timing(
+            auth.authorization_webhook_cache_authorized_ttl,
+            auth.authorization_webhook_cache_unauthorized_ttl,
+        ),
+        tolerate_lookup_failure: auth.authentication_tolerate_lookup_failure,
+    };
+    let delegated = Delegated::start(client, config)
+        .await
+        .map_err(|e| message(e.to_string()))?;
+    Ok(Access::Delegated(delegated))
+}
+
+/// How often the serving certificate files are checked for a rotation.
+const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `serve`.
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -304,9 +437,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => tls::ensure_self_signed(&args.cert_dir, &certificate_names(&args))?,
     };
-    let (chain, key) = tls::load(&cert, &key)?;
-    let tls_config = tls::server_config(chain, key)?;
-    let (state, inputs) = build_state(&args.source, &config).await?;
+    let serving_cert = tls::ServingCert::load(&cert, &key)?;
+    serving_cert.spawn_reloader(CERT_RELOAD_INTERVAL);
+    let tls_config = tls::server_config(serving_cert, args.tls_min_version)?;
+    let limits = Limits {
+        max_in_flight: args.max_requests_inflight,
+        request_timeout: args.request_timeout,
+        ..Limits::default()
+    };
+    let guard = Guard::new(access(&args).await?, limits);
+    let (state, inputs) = build_state(&args.source, &config, guard).await?;
     state.cache.spawn_refresher();
     if let Some(opmonitor) = &config.opmonitor {
         let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
@@ -333,7 +473,7 @@ async fn opmonitor_election(
     if args.source.inventory.is_some() || !election.enabled {
         return Ok(None);
     }
-    let client = kube_client(args.source.kubeconfig.as_deref()).await?;
+    let client = kube_client(args.source.kubeconfig.as_deref(), WATCH_HINT).await?;
     let namespace = election
         .namespace
         .clone()
@@ -370,7 +510,7 @@ async fn shutdown_signal() {
 /// `query`: runs the request through the server's own router, in process, and explains the result.
 pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     let config = load_config(&args.source)?;
-    let (state, _) = build_state(&args.source, &config).await?;
+    let (state, _) = build_state(&args.source, &config, Guard::anonymous()).await?;
     let target = args
         .target_average_value
         .as_deref()
@@ -468,7 +608,7 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
 /// `explain`: one evaluation of each policy, as if the pods' current states had held for `failFor`.
 pub async fn explain(args: ExplainArgs) -> Result<(), CliError> {
     let config = load_config(&args.source)?;
-    let (state, inputs) = build_state(&args.source, &config).await?;
+    let (state, inputs) = build_state(&args.source, &config, Guard::anonymous()).await?;
     wait_for_inventory(&state.inventory).await?;
     let selected: Vec<_> = config
         .scale_on_failure

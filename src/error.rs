@@ -5,7 +5,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::apis::{Status, StatusDetails};
+use crate::auth::AuthError;
+use crate::auth::attributes::Attributes;
 use crate::source::SourceError;
+
+/// What a client throttled with 429 is told to wait, in seconds (the generic apiserver's value).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Everything a metrics request can fail with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,6 +53,18 @@ pub enum ApiError {
     /// A method other than GET or HEAD.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// Not authenticated, not authorized, or the authorizer could not be asked.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// More requests in flight than `--max-requests-inflight`.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests,
+    /// The request ran longer than `--request-timeout`.
+    #[error("the request did not complete within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    /// The request URI is longer than the limit.
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
 }
 
 impl ApiError {
@@ -83,6 +100,30 @@ impl ApiError {
                 "MethodNotAllowed",
                 self.to_string(),
             ),
+            ApiError::Auth(AuthError::Unauthenticated) => {
+                (StatusCode::UNAUTHORIZED, "Unauthorized", self.to_string())
+            }
+            ApiError::Auth(AuthError::Forbidden { .. }) => {
+                (StatusCode::FORBIDDEN, "Forbidden", self.to_string())
+            }
+            ApiError::Auth(AuthError::ReviewFailed(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("Internal error occurred: {self}"),
+            ),
+            ApiError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                self.to_string(),
+            ),
+            ApiError::RequestTimeout(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, "Timeout", self.to_string())
+            }
+            ApiError::UriTooLong(_) => (
+                StatusCode::URI_TOO_LONG,
+                "RequestURITooLong",
+                self.to_string(),
+            ),
         };
         let status = Status::failure(code.as_u16(), reason, message);
         let status = match self {
@@ -98,8 +139,22 @@ impl ApiError {
                     name: Some(name.clone()),
                     group: Some(crate::apis::CUSTOM_GROUP.to_owned()),
                     kind: Some(resource.clone()),
+                    ..Default::default()
                 })
             }
+            ApiError::Auth(AuthError::Forbidden { attributes, .. }) => match &**attributes {
+                Attributes::Resource(r) => status.with_details(StatusDetails {
+                    name: Some(r.name.clone()).filter(|n| !n.is_empty()),
+                    group: Some(r.group.clone()),
+                    kind: Some(r.resource.clone()),
+                    ..Default::default()
+                }),
+                Attributes::NonResource { .. } => status,
+            },
+            ApiError::TooManyRequests => status.with_details(StatusDetails {
+                retry_after_seconds: Some(RETRY_AFTER_SECONDS),
+                ..Default::default()
+            }),
             _ => status,
         };
         (code, status)
@@ -119,7 +174,14 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.to_status();
-        (code, axum::Json(status)).into_response()
+        let mut response = (code, axum::Json(status)).into_response();
+        if matches!(self, ApiError::TooManyRequests) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                RETRY_AFTER_SECONDS.into(),
+            );
+        }
+        response
     }
 }
 
@@ -210,6 +272,49 @@ mod tests {
             )
         );
         assert_eq!(status_of(ApiError::MethodNotAllowed).0, 405);
+        assert_eq!(
+            status_of(AuthError::Unauthenticated.into()),
+            (401, "Unauthorized", "Unauthorized".into())
+        );
+        assert_eq!(
+            status_of(AuthError::ReviewFailed("Connection refused (os error 111)".into()).into()),
+            (
+                500,
+                "InternalError",
+                "Internal error occurred: Connection refused (os error 111)".into()
+            )
+        );
+        let (code, status) = ApiError::TooManyRequests.to_status();
+        assert_eq!(
+            (code.as_u16(), status.reason, status.message.as_str()),
+            (429, "TooManyRequests", "Too many requests, please try again later.")
+        );
+        assert_eq!(status.details.unwrap().retry_after_seconds, Some(1));
+    }
+
+    #[test]
+    fn forbidden_names_the_resource_in_details_and_never_carries_data() {
+        let attributes = Attributes::of(
+            &axum::http::Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/%2A/m",
+            None,
+        );
+        let error = ApiError::from(AuthError::Forbidden {
+            message: attributes.forbidden_message("eve", ""),
+            attributes: Box::new(attributes),
+        });
+        let (code, status) = error.to_status();
+        assert_eq!(code.as_u16(), 403);
+        assert_eq!(status.reason, "Forbidden");
+        assert_eq!(
+            status.details,
+            Some(StatusDetails {
+                name: Some("*".into()),
+                group: Some("custom.metrics.k8s.io".into()),
+                kind: Some("pods".into()),
+                retry_after_seconds: None,
+            })
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apis;
+pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

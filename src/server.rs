@@ -3,6 +3,7 @@
 //!
 //! `app(state)` is a pure function from state to `Router`, called by `main` and by tests alike.
 
+pub mod guard;
 pub mod routes;
 pub mod tls;
 
@@ -27,6 +28,7 @@ use crate::cache::QueryCache;
 use crate::catalog::{
     Catalog, DEPLOYMENTS, NAMESPACES, PODS, POLICY_METRICS, SCALE_ON_FAILURE_REPLICAS, Scope,
 };
+use crate::auth::PeerCertificates;
 use crate::error::ApiError;
 use crate::health::FailurePolicies;
 use crate::inventory::PodInventory;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub rate_window: Duration,
     /// The scale-on-failure policies.
     pub policies: Arc<FailurePolicies>,
+    /// Authentication, authorization and request limits.
+    pub guard: guard::Guard,
 }
 
 /// The route kind a response was produced by, for self-metrics.
@@ -70,6 +74,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/apis", any(api))
         .route("/apis/{*rest}", any(api))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::protect))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -582,6 +587,11 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     } else {
         Err("the pod inventory has not synced yet")
     };
+    let authentication = if state.guard.is_ready() {
+        Ok(())
+    } else {
+        Err("the client trust (extension-apiserver-authentication) is not loaded yet")
+    };
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.
     let health = state.cache.health();
@@ -598,6 +608,7 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         vec![
             ("ping", Ok(())),
             ("serving-cert", Ok(())),
+            ("authentication", authentication),
             ("pod-inventory", inventory),
         ],
         check_name(&uri),
@@ -663,7 +674,9 @@ pub async fn serve(
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
+    use hyper::body::Incoming;
     use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
 
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -672,6 +685,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
+        .max_headers(100)
         .max_buf_size(64 * 1024);
     builder
         .http2()
@@ -696,7 +710,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -705,6 +719,18 @@ pub async fn serve(
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
+            // Verified per request against the trust of the moment (§8.1), so CA rotation needs no restart.
+            let certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|chain| Arc::new(PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())));
+            let service = TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
+                if let Some(certificates) = &certificates {
+                    request.extensions_mut().insert(certificates.clone());
+                }
+                request
+            }));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");

@@ -421,6 +421,7 @@ async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
         metrics: state.metrics.clone(),
         rate_window: state.rate_window,
         policies: state.policies.clone(),
+        guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
     });
     let (code, text) = get(&unsynced, "/readyz").await;
     assert_eq!(code, 500);

@@ -1,15 +1,23 @@
 //! The serving certificate: loaded from PEM files, or generated once (a CA plus a serving cert signed by it)
-//! into `--cert-dir`, as the Kubernetes generic apiserver does; and the rustls server configuration.
+//! into `--cert-dir`, as the Kubernetes generic apiserver does; its reloading when the files change; and the
+//! rustls server configuration.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 /// Why no serving certificate could be set up.
 #[derive(Debug, thiserror::Error)]
@@ -159,18 +167,167 @@ pub fn load(
     Ok((chain, key_der))
 }
 
-/// A rustls server configuration (aws-lc-rs, TLS 1.2+, ALPN h2 and http/1.1).
+/// The lowest TLS version accepted (the generic apiserver's `--tls-min-version` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[value(name = "VersionTLS12")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[value(name = "VersionTLS13")]
+    Tls13,
+}
+
+/// The serving certificate, re-read from its files when they change (cert-manager rotates them in place).
+/// New handshakes get the new certificate; open connections keep theirs.
+#[derive(Debug)]
+pub struct ServingCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<(Vec<u8>, Arc<CertifiedKey>)>,
+}
+
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (chain, key_der) = load(cert, key)?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(chain, key_der, &provider)
+        .map(Arc::new)
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+fn fingerprint(cert: &Path, key: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(cert).unwrap_or_default();
+    bytes.extend(std::fs::read(key).unwrap_or_default());
+    bytes
+}
+
+impl ServingCert {
+    /// Loads the certificate chain and key; fails if they do not form a usable pair.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
+        let seen = fingerprint(cert_path, key_path);
+        let key = certified_key(cert_path, key_path)?;
+        Ok(Arc::new(Self {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: RwLock::new((seen, key)),
+        }))
+    }
+
+    /// Re-reads the files; `Ok(true)` when a new certificate is now served. A half-written or mismatched
+    /// pair is an error and the previous certificate stays.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let seen = fingerprint(&self.cert_path, &self.key_path);
+        if self.current.read().unwrap_or_else(|e| e.into_inner()).0 == seen {
+            return Ok(false);
+        }
+        let key = certified_key(&self.cert_path, &self.key_path)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (seen, key);
+        Ok(true)
+    }
+
+    /// Checks the files every `every`, for as long as the process runs.
+    pub fn spawn_reloader(self: &Arc<Self>, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                match this.reload() {
+                    Ok(true) => tracing::info!(certificate = %this.cert_path.display(), "serving certificate reloaded"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "keeping the previous serving certificate"),
+                }
+            }
+        });
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).1.clone())
+    }
+}
+
+/// Asks every client for a certificate, requires none, and accepts any chain whose holder proves it owns
+/// the key: which CA (if any) vouches for it is decided per request against the trust of the moment, as
+/// the Go apiservers do (`../shared/reference/kubernetes-contract.md` §8.1). Probes and token clients
+/// present no certificate.
+#[derive(Debug)]
+struct RequestClientCertificate(Arc<CryptoProvider>);
+
+impl ClientCertVerifier for RequestClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: Go clients then send their certificate whatever CA issued it.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls server configuration: aws-lc-rs, TLS 1.2+ (or 1.3 only), ALPN h2 and http/1.1, client
+/// certificates requested but not required.
 pub fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    cert: Arc<dyn ResolvesServerCert>,
+    min_version: TlsMinVersion,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
+        TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_client_cert_verifier(Arc::new(RequestClientCertificate(provider)))
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -186,9 +343,9 @@ mod tests {
         let (cert, key) = ensure_self_signed(dir.path(), &names).unwrap();
         let first = std::fs::read_to_string(&cert).unwrap();
         assert!(dir.path().join(CA_FILE).exists());
-        let (chain, key_der) = load(&cert, &key).unwrap();
+        let (chain, _) = load(&cert, &key).unwrap();
         assert_eq!(chain.len(), 2, "serving certificate followed by its CA");
-        server_config(chain, key_der).unwrap();
+        server_config(ServingCert::load(&cert, &key).unwrap(), TlsMinVersion::Tls12).unwrap();
         ensure_self_signed(dir.path(), &names).unwrap();
         assert_eq!(std::fs::read_to_string(&cert).unwrap(), first);
     }

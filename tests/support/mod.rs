@@ -11,11 +11,14 @@ use std::time::Duration;
 use xroad_metrics_adapter::cli::{self, SourceArgs};
 use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::health::Inputs;
+use xroad_metrics_adapter::server::guard::Guard;
 use xroad_metrics_adapter::server::{self, AppState, tls};
 
 #[path = "traffic.rs"]
 mod traffic;
 pub use traffic::*;
+#[path = "pki.rs"]
+pub mod pki;
 
 /// The inventory of the Sidecar layout: one Primary, three Secondary pods.
 pub const INVENTORY: &str = concat!(
@@ -176,7 +179,9 @@ pub async fn adapter(
         kubeconfig: None,
         watch_namespaces: vec![],
     };
-    cli::build_state(&args, &config).await.unwrap()
+    cli::build_state(&args, &config, Guard::anonymous())
+        .await
+        .unwrap()
 }
 
 /// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).
@@ -234,8 +239,11 @@ impl TlsAdapter {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         let (cert, key) = tls::ensure_self_signed(dir.path(), &names).unwrap();
-        let (chain, key) = tls::load(&cert, &key).unwrap();
-        let config = tls::server_config(chain, key).unwrap();
+        let config = tls::server_config(
+            tls::ServingCert::load(&cert, &key).unwrap(),
+            tls::TlsMinVersion::Tls12,
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,151 @@
+//! What every request passes before a handler: the URI size limit, the cap on requests in flight, the
+//! request timeout, and delegated authentication and authorization
+//! (`../shared/reference/kubernetes-contract.md` §6, §8–§9).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::AppState;
+use crate::auth::attributes::Attributes;
+use crate::auth::{Access, PeerCertificates};
+use crate::error::ApiError;
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests handled at once; more get 429 (the generic apiserver's `--max-requests-inflight`).
+    pub max_in_flight: usize,
+    /// How long one request may take, authentication included.
+    pub request_timeout: Duration,
+    /// The longest accepted path plus query.
+    pub max_uri_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 400,
+            request_timeout: Duration::from_secs(60),
+            max_uri_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Who is let in and how many at once.
+pub struct Guard {
+    access: Access,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Guard {
+    /// A guard with `access` and `limits`.
+    pub fn new(access: Access, limits: Limits) -> Self {
+        Self {
+            access,
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        }
+    }
+
+    /// No authentication, default limits: for `--authentication none` on loopback, and for commands that
+    /// do not serve.
+    pub fn anonymous() -> Self {
+        Self::new(Access::Anonymous, Limits::default())
+    }
+
+    /// Adds the access counters to `/metrics`.
+    pub fn register_metrics(&self, metrics: &crate::telemetry::Metrics) {
+        if let Access::Delegated(delegated) = &self.access {
+            delegated.register_metrics(metrics);
+        }
+    }
+
+    /// Whether access control is ready to decide (the client trust is loaded).
+    pub fn is_ready(&self) -> bool {
+        match &self.access {
+            Access::Anonymous => true,
+            Access::Delegated(delegated) => delegated.is_ready(),
+        }
+    }
+}
+
+/// Health probes bypass the in-flight cap: a busy adapter must not be restarted for being busy.
+fn is_probe(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// The middleware.
+pub(super) async fn protect(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let guard = &state.guard;
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > guard.limits.max_uri_bytes {
+        return ApiError::UriTooLong(guard.limits.max_uri_bytes).into_response();
+    }
+    let _permit = if is_probe(request.uri().path()) {
+        None
+    } else {
+        match guard.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return ApiError::TooManyRequests.into_response(),
+        }
+    };
+    let timeout = guard.limits.request_timeout;
+    match tokio::time::timeout(timeout, admit_and_run(guard, request, next)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout(timeout).into_response(),
+    }
+}
+
+async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Response {
+    if let Access::Delegated(delegated) = &guard.access
+        && !delegated.is_always_allowed(request.uri().path())
+    {
+        let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
+        let user = match delegated
+            .authenticate(peer.as_deref(), request.headers_mut())
+            .await
+        {
+            Ok(user) => user,
+            Err(error) => return ApiError::from(error).into_response(),
+        };
+        let attributes = Attributes::of(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        if let Err(error) = delegated.authorize(&user, &attributes).await {
+            return ApiError::from(error).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_and_their_sub_paths_are_probes_and_nothing_else_is() {
+        for path in ["/healthz", "/livez", "/readyz", "/readyz/ping", "/livez/ping"] {
+            assert!(is_probe(path), "{path}");
+        }
+        for path in ["/readyzz", "/metrics", "/apis", "/livez-not"] {
+            assert!(!is_probe(path), "{path}");
+        }
+    }
+}
