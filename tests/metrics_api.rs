@@ -6,23 +6,6 @@ mod support;
 
 use support::*;
 
-const V2: &str = "/apis/custom.metrics.k8s.io/v1beta2";
-const V1: &str = "/apis/custom.metrics.k8s.io/v1beta1";
-
-fn wildcard(version: &str, metric: &str, selector: &str) -> String {
-    let selector: String = form_urlencoded::byte_serialize(selector.as_bytes()).collect();
-    format!("{version}/namespaces/sidecar/pods/%2A/{metric}?labelSelector={selector}")
-}
-
-/// The HPA's request for the Secondary pods' received packets per second (v1beta2).
-fn secondaries_rx_packets() -> String {
-    wildcard(
-        V2,
-        "container_network_receive_packets_per_second",
-        SECONDARY_SELECTOR,
-    )
-}
-
 #[tokio::test]
 async fn wildcard_pods_get_exact_rates_for_both_cadvisor_layouts_without_double_counting() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;

@@ -61,3 +61,76 @@ async fn untrusted_clients_and_plain_http_get_nothing() {
         "plain HTTP is not served"
     );
 }
+
+/// Serving-certificate files signed by `ca`, written into `dir`.
+fn write_serving_cert(ca: &pki::Ca, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let leaf = ca.server(&["localhost"]);
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    (cert, key)
+}
+
+fn trusting(ca: &pki::Ca) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_serving_certificate_is_served_to_new_connections_without_dropping_open_ones() {
+    use xroad_metrics_adapter::server::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (pki::Ca::new("serving-ca-1"), pki::Ca::new("serving-ca-2"));
+    let (cert, key) = write_serving_cert(&old_ca, dir.path());
+    let serving = tls::ServingCert::load(&cert, &key).unwrap();
+    serving.spawn_reloader(std::time::Duration::from_millis(100));
+    let config = tls::server_config(serving, tls::TlsMinVersion::Tls12).unwrap();
+    let ca_file = dir.path().join("unused");
+    let adapter =
+        TlsAdapter::start_with(state("http://127.0.0.1:9"), config, ca_file, tempfile::tempdir().unwrap())
+            .await;
+    let url = format!("https://localhost:{}/apis", adapter.port);
+    let old_client = trusting(&old_ca);
+    assert!(old_client.get(&url).send().await.unwrap().status().is_success());
+
+    // cert-manager replaces the Secret's files in place.
+    write_serving_cert(&new_ca, dir.path());
+    let new_client = trusting(&new_ca);
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if new_client.get(&url).send().await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "new connections get the new certificate");
+    // The old client's HTTP/2 connection is still open: it cannot have reconnected, since it does not
+    // trust the new certificate.
+    assert!(old_client.get(&url).send().await.unwrap().status().is_success());
+    assert!(trusting(&old_ca).get(&url).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_1_3_only_refuses_a_tls_1_2_client() {
+    use xroad_metrics_adapter::server::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new("serving-ca");
+    let (cert, key) = write_serving_cert(&ca, dir.path());
+    let config = tls::server_config(
+        tls::ServingCert::load(&cert, &key).unwrap(),
+        tls::TlsMinVersion::Tls13,
+    )
+    .unwrap();
+    let adapter = TlsAdapter::start_with(state("http://127.0.0.1:9"), config, cert, dir).await;
+    let url = format!("https://localhost:{}/apis", adapter.port);
+    let tls12 = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert!(tls12.get(&url).send().await.unwrap_err().is_connect());
+    assert!(trusting(&ca).get(&url).send().await.unwrap().status().is_success());
+}

@@ -168,8 +168,18 @@ pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) 
 /// The adapter as `serve` builds it, from a configuration and an inventory file.
 pub async fn adapter(
     prometheus_url: &str,
+    config: Config,
+    inventory: &Path,
+) -> (Arc<AppState>, Arc<Inputs>) {
+    adapter_with(prometheus_url, config, inventory, Guard::anonymous()).await
+}
+
+/// `adapter()` with the access control and limits `serve` would give it.
+pub async fn adapter_with(
+    prometheus_url: &str,
     mut config: Config,
     inventory: &Path,
+    guard: Guard,
 ) -> (Arc<AppState>, Arc<Inputs>) {
     config.prometheus.url = Some(prometheus_url.parse().unwrap());
     let args = SourceArgs {
@@ -179,9 +189,14 @@ pub async fn adapter(
         kubeconfig: None,
         watch_namespaces: vec![],
     };
-    cli::build_state(&args, &config, Guard::anonymous())
+    cli::build_state(&args, &config, guard).await.unwrap()
+}
+
+/// The Sidecar adapter of `state()` behind `guard`.
+pub async fn guarded(prometheus_url: &str, guard: Guard) -> Arc<AppState> {
+    adapter_with(prometheus_url, Config::default(), Path::new(INVENTORY), guard)
         .await
-        .unwrap()
+        .0
 }
 
 /// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).
@@ -244,6 +259,17 @@ impl TlsAdapter {
             tls::TlsMinVersion::Tls12,
         )
         .unwrap();
+        let ca_file = dir.path().join(tls::CA_FILE);
+        Self::start_with(state, config, ca_file, dir).await
+    }
+
+    /// Serves `state` with a given TLS configuration; `ca_file` is what clients should trust.
+    pub async fn start_with(
+        state: Arc<AppState>,
+        config: Arc<rustls::ServerConfig>,
+        ca_file: PathBuf,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -257,7 +283,7 @@ impl TlsAdapter {
         ));
         Self {
             port,
-            ca_file: dir.path().join(tls::CA_FILE),
+            ca_file,
             stop: Some(stop),
             _dir: dir,
         }
@@ -266,12 +292,17 @@ impl TlsAdapter {
     /// A kubeconfig pointing kubectl at this adapter, trusting its CA. The token is a placeholder the adapter
     /// ignores (`--authentication none`); without any credentials kubectl would prompt for a username.
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        self.kubeconfig_as(dir, "{token: unused-with-authentication-none}")
+    }
+
+    /// A kubeconfig whose user is `user`, a kubeconfig `user:` mapping in flow style.
+    pub fn kubeconfig_as(&self, dir: &Path, user: &str) -> PathBuf {
         let path = dir.join("kubeconfig");
         std::fs::write(
             &path,
             format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: adapter\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\n\
-                 users:\n- name: anonymous\n  user: {{token: unused-with-authentication-none}}\ncontexts:\n- name: adapter\n  context: {{cluster: adapter, user: anonymous}}\ncurrent-context: adapter\n",
+                 users:\n- name: me\n  user: {user}\ncontexts:\n- name: adapter\n  context: {{cluster: adapter, user: me}}\ncurrent-context: adapter\n",
                 self.port,
                 self.ca_file.display()
             ),
@@ -284,13 +315,23 @@ impl TlsAdapter {
 impl TlsAdapter {
     /// Runs the real `kubectl get --raw PATH` against this adapter; the output as kubectl left it.
     pub async fn kubectl(&self, dir: &Path, path: &str) -> std::process::Output {
+        self.kubectl_with(self.kubeconfig(dir), dir, path).await
+    }
+
+    /// `kubectl get --raw PATH` with the given kubeconfig.
+    pub async fn kubectl_with(
+        &self,
+        kubeconfig: PathBuf,
+        dir: &Path,
+        path: &str,
+    ) -> std::process::Output {
         let kubectl = require_tool(
             "kubectl",
             "install kubectl (Debian: apt-get install -y kubernetes-client, or the Kubernetes apt repository)",
         );
         tokio::process::Command::new(kubectl)
             .arg("--kubeconfig")
-            .arg(self.kubeconfig(dir))
+            .arg(kubeconfig)
             .args(["get", "--raw", path])
             .env("HOME", dir)
             .env("KUBECACHEDIR", dir.join("cache"))

@@ -142,3 +142,22 @@ pub fn openmetrics(counters: &[Counter]) -> String {
     out.push_str("# EOF\n");
     out
 }
+
+/// The custom-metrics API paths of each version.
+pub const V2: &str = "/apis/custom.metrics.k8s.io/v1beta2";
+pub const V1: &str = "/apis/custom.metrics.k8s.io/v1beta1";
+
+/// A wildcard pods request in `sidecar` with a pod label selector.
+pub fn wildcard(version: &str, metric: &str, selector: &str) -> String {
+    let selector: String = form_urlencoded::byte_serialize(selector.as_bytes()).collect();
+    format!("{version}/namespaces/sidecar/pods/%2A/{metric}?labelSelector={selector}")
+}
+
+/// The HPA's request for the Secondary pods' received packets per second (v1beta2).
+pub fn secondaries_rx_packets() -> String {
+    wildcard(
+        V2,
+        "container_network_receive_packets_per_second",
+        SECONDARY_SELECTOR,
+    )
+}

@@ -1,0 +1,114 @@
+//! Request limits: the in-flight cap with a clear 429, the request timeout, and the URI and header size
+//! limits, against a backend that accepts connections and never answers.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use xroad_metrics_adapter::server::guard::{Guard, Limits};
+
+/// A metrics backend that accepts every connection and never says a word.
+async fn silent_backend() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+fn limits(max_in_flight: usize, request_timeout: Duration) -> Limits {
+    Limits {
+        max_in_flight,
+        request_timeout,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_the_in_flight_cap_get_429_with_retry_after_and_probes_still_pass() {
+    let backend = silent_backend().await;
+    let state = guarded(
+        &backend,
+        Guard::new(
+            xroad_metrics_adapter::auth::Access::Anonymous,
+            limits(1, Duration::from_secs(5)),
+        ),
+    )
+    .await;
+    let hanging = tokio::spawn({
+        let state = state.clone();
+        async move { get(&state, &secondaries_rx_packets()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (code, status) = get(&state, "/apis").await;
+    assert_eq!(code, 429);
+    assert_eq!(
+        status,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": "Too many requests, please try again later.", "reason": "TooManyRequests",
+                           "details": {"retryAfterSeconds": 1}, "code": 429})
+    );
+    let (code, _) = get(&state, "/readyz").await;
+    assert_eq!(code, 200, "a busy adapter is still ready");
+    hanging.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_running_past_the_timeout_gets_a_504_status() {
+    let backend = silent_backend().await;
+    let state = guarded(
+        &backend,
+        Guard::new(
+            xroad_metrics_adapter::auth::Access::Anonymous,
+            limits(10, Duration::from_secs(1)),
+        ),
+    )
+    .await;
+    let (code, status) = get(&state, &secondaries_rx_packets()).await;
+    assert_eq!(code, 504);
+    assert_eq!(status["reason"], "Timeout");
+    assert_eq!(
+        status["message"],
+        "the request did not complete within 1s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overlong_uri_gets_414_and_too_many_headers_are_refused() {
+    let adapter = TlsAdapter::start(state("http://127.0.0.1:9")).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&adapter.ca_file).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_merge([ca])
+        .http1_only()
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", adapter.port);
+    let long = format!(
+        "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/m?labelSelector=app+in+({})",
+        "a,".repeat(9000)
+    );
+    let response = client.get(&long).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 414);
+    let status: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "the request URI is longer than 16384 bytes"
+    );
+
+    let mut request = client.get(format!("{base}/apis"));
+    for i in 0..150 {
+        request = request.header(format!("x-filler-{i}"), "x");
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        431,
+        "hyper refuses more than 100 headers"
+    );
+}
