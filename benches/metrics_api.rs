@@ -5,7 +5,13 @@
 //! - `adapter, cold`: through the adapter's router with the cache disabled, so every request also queries
 //!   Prometheus (adapter overhead = cold - direct).
 //! - `adapter, cached`: the usual path, an answer shared for `refreshInterval`.
-//! - `adapter over TLS, cached`: the same through the real HTTPS server (HTTP/2, keep-alive).
+//! - `adapter, cached, token` (in process): the cached path behind delegated access, with a token whose
+//!   TokenReview and SubjectAccessReview answers are cached: the cost of authentication alone.
+//! - `TLS, anonymous`: the cached path through the real HTTPS server (HTTP/2, keep-alive), anonymous.
+//! - `TLS, delegated, front proxy`: as kube-apiserver sends it: front-proxy client certificate and
+//!   `X-Remote-*` headers, authorized by SubjectAccessReview (the fake kube API of `tests/support`; answers
+//!   cached for 10 s as in production).
+//! - `TLS, delegated, token`: a token checked by TokenReview, then the same SubjectAccessReview.
 //!
 //! Run with `cargo bench --bench metrics_api` (needs Debian's `prometheus`; `scripts/install-deps.sh`).
 
@@ -14,8 +20,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+
 use support::*;
 use xroad_metrics_adapter::catalog::{Catalog, Scope};
+use xroad_metrics_adapter::server::guard::Guard;
 
 const WARMUP: usize = 50;
 const ROUNDS: usize = 1000;
@@ -25,25 +35,38 @@ struct Stats {
     p99: Duration,
 }
 
-async fn measure<F, Fut>(mut request: F) -> Stats
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+/// One kind of request, run once per round.
+type Request<'a> = Box<dyn FnMut() -> LocalBoxFuture<'a, ()> + 'a>;
+
+/// Runs every request once per round, in rotating order, so that machine noise (other processes, frequency changes)
+/// falls on all of them alike and the ratios stay meaningful.
+async fn measure_interleaved(requests: &mut [(&str, Request<'_>)]) -> Vec<Stats> {
     for _ in 0..WARMUP {
-        request().await;
+        for (_, request) in requests.iter_mut() {
+            request().await;
+        }
     }
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        request().await;
-        samples.push(started.elapsed());
+    let n = requests.len();
+    let mut samples = vec![Vec::with_capacity(ROUNDS); n];
+    for round in 0..ROUNDS {
+        // Each round starts with a different kind, so no kind always follows the same neighbour.
+        for k in 0..n {
+            let i = (round + k) % n;
+            let started = Instant::now();
+            (requests[i].1)().await;
+            samples[i].push(started.elapsed());
+        }
     }
-    samples.sort();
-    Stats {
-        median: samples[ROUNDS / 2],
-        p99: samples[ROUNDS * 99 / 100],
-    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            Stats {
+                median: s[ROUNDS / 2],
+                p99: s[ROUNDS * 99 / 100],
+            }
+        })
+        .collect()
 }
 
 fn report(name: &str, stats: &Stats, baseline: &Stats) {
@@ -69,55 +92,100 @@ async fn main() {
 
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/query", prometheus.url);
-    let direct = measure(|| async {
-        let response = http
-            .post(&url)
-            .form(&[("query", promql.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-        response.bytes().await.unwrap();
-    })
-    .await;
-
     let cold_state = state_with(
         &prometheus.url,
         Duration::from_nanos(1),
         Duration::from_secs(60),
     );
-    let cold = measure(|| async {
-        let (code, list) = get(&cold_state, &path).await;
-        assert_eq!((code, list["items"].as_array().unwrap().len()), (200, 3));
-    })
-    .await;
-
-    let cached_state = state(&prometheus.url);
-    let cached = measure(|| async {
-        let (code, _) = get(&cached_state, &path).await;
-        assert_eq!(code, 200);
-    })
-    .await;
-
-    let adapter = TlsAdapter::start(state(&prometheus.url)).await;
+    let cached_state = guarded(&prometheus.url, Guard::anonymous()).await;
+    let (_pki, kube, delegated_state) = delegated::delegated_state(&prometheus.url).await;
+    let adapter = TlsAdapter::start(guarded(&prometheus.url, Guard::anonymous()).await).await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&adapter.ca_file).unwrap()).unwrap();
     let https = reqwest::Client::builder()
         .tls_certs_merge([ca])
         .build()
         .unwrap();
-    let tls_url = format!("https://127.0.0.1:{}{path}", adapter.port);
-    let over_tls = measure(|| async {
-        let response = https.get(&tls_url).send().await.unwrap();
-        assert!(response.status().is_success());
-        response.bytes().await.unwrap();
-    })
-    .await;
+    let tls_url = format!("https://localhost:{}{path}", adapter.port);
 
+    const HPA: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
+    let delegated = delegated::Setup::with_data().await;
+    for kube in [&kube, &delegated.kube] {
+        kube.allow(HPA, &format!("pods/{metric}"));
+        kube.accept_token("hpa-token", serde_json::json!({"username": HPA}));
+    }
+    let delegated_url = format!("https://localhost:{}{path}", delegated.adapter.port);
+    let proxy = delegated.client(Some(&delegated.pki.front_proxy()));
+    let token_client = delegated.client(None);
+
+    async fn ok(request: reqwest::RequestBuilder) {
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.bytes().await.unwrap();
+    }
+    let mut requests: Vec<(&str, Request)> = vec![
+        (
+            "direct Prometheus query",
+            Box::new(|| ok(http.post(&url).form(&[("query", promql.as_str())])).boxed_local()),
+        ),
+        (
+            "adapter, cold (no cache)",
+            Box::new(|| {
+                async {
+                    let (code, list) = get(&cold_state, &path).await;
+                    assert_eq!((code, list["items"].as_array().unwrap().len()), (200, 3));
+                }
+                .boxed_local()
+            }),
+        ),
+        (
+            "adapter, cached",
+            Box::new(|| async { assert_eq!(get(&cached_state, &path).await.0, 200) }.boxed_local()),
+        ),
+        (
+            "adapter, cached, token",
+            Box::new(|| {
+                async {
+                    let token = [("authorization", "Bearer hpa-token")];
+                    assert_eq!(get_with(&delegated_state, &path, &token).await.0, 200)
+                }
+                .boxed_local()
+            }),
+        ),
+        (
+            "TLS, anonymous",
+            Box::new(|| ok(https.get(&tls_url)).boxed_local()),
+        ),
+        (
+            "TLS, delegated, front proxy",
+            Box::new(|| {
+                ok(proxy
+                    .get(&delegated_url)
+                    .header("X-Remote-User", HPA)
+                    .header("X-Remote-Group", "system:serviceaccounts"))
+                .boxed_local()
+            }),
+        ),
+        (
+            "TLS, delegated, token",
+            Box::new(|| {
+                ok(token_client.get(&delegated_url).bearer_auth("hpa-token")).boxed_local()
+            }),
+        ),
+    ];
+    let stats = measure_interleaved(&mut requests).await;
     println!(
-        "{ROUNDS} requests each after {WARMUP} warm-up requests; 3 pods, Prometheus on loopback"
+        "{ROUNDS} rounds after {WARMUP} warm-up rounds, each round one request of every kind in rotating order; 3 pods, \
+         Prometheus on loopback"
     );
-    report("direct Prometheus query", &direct, &direct);
-    report("adapter, cold (no cache)", &cold, &direct);
-    report("adapter, cached", &cached, &direct);
-    report("adapter over TLS, cached", &over_tls, &direct);
+    for ((name, _), stats_of) in requests.iter().zip(&stats) {
+        report(name, stats_of, &stats[0]);
+    }
+    let median = |i: usize| stats[i].median.as_secs_f64() * 1e6;
+    println!(
+        "authentication and authorization (cached reviews) add {:.1} µs in process (token); over TLS {:.1} µs \
+         (front proxy) and {:.1} µs (token)",
+        median(3) - median(2),
+        median(5) - median(4),
+        median(6) - median(4)
+    );
 }

@@ -387,10 +387,7 @@ pub struct StatusDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// When a client should retry (429).
-    #[serde(
-        rename = "retryAfterSeconds",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u32>,
 }
 

@@ -222,7 +222,11 @@ impl Delegated {
     ) -> Self {
         Self {
             trust,
-            tokens: TokenReviewer::new(client.clone(), config.audiences.clone(), config.token_timing),
+            tokens: TokenReviewer::new(
+                client.clone(),
+                config.audiences.clone(),
+                config.token_timing,
+            ),
             access: AccessReviewer::new(client, config.access_timing),
             always_allow: config.always_allow_paths.clone(),
             metrics: AuthMetrics::default(),
@@ -250,10 +254,13 @@ impl Delegated {
 
     /// Whether `path` needs no authentication at all (`/healthz`, `/livez`, `/readyz` by default).
     pub fn is_always_allowed(&self, path: &str) -> bool {
-        let allowed = self.always_allow.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => path == pattern,
-        });
+        let allowed = self
+            .always_allow
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == pattern,
+            });
         if allowed {
             self.count_authorization("always_allowed_path");
         }
@@ -323,7 +330,11 @@ impl Delegated {
     }
 
     /// Whether `user` may do what `attributes` describe (§9).
-    pub async fn authorize(&self, user: &UserInfo, attributes: &Attributes) -> Result<(), AuthError> {
+    pub async fn authorize(
+        &self,
+        user: &UserInfo,
+        attributes: &Attributes,
+    ) -> Result<(), AuthError> {
         if user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
             self.count_authorization("privileged_group");
             return Ok(());
@@ -369,9 +380,12 @@ async fn keep_trust(
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
 
-    let config = watcher::Config::default()
-        .fields(&format!("metadata.name={}", AUTHENTICATION_CONFIGMAP.1));
-    let mut changes = watcher::watcher(api, config).default_backoff().applied_objects().boxed();
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={}", AUTHENTICATION_CONFIGMAP.1));
+    let mut changes = watcher::watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     let mut resync = tokio::time::interval(TRUST_RESYNC);
     let mut generation = 1;
     loop {

@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the metrics APIs over HTTPS (register it with an APIService).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print what the adapter would serve for one metric, and the replica count an HPA would choose.
     Query(QueryArgs),
     /// Show, for each scale-on-failure policy, every pod's health and why, the load, and the replica count.
@@ -375,7 +375,9 @@ pub fn check_authentication(authentication: Authentication, bind: IpAddr) -> Res
 /// The access control `serve` runs with: delegated unless `--authentication none`.
 async fn access(args: &ServeArgs) -> Result<Access, CliError> {
     if args.authentication == Authentication::None {
-        tracing::warn!("serving without authentication (--authentication none): every local user can read every metric");
+        tracing::warn!(
+            "serving without authentication (--authentication none): every local user can read every metric"
+        );
         return Ok(Access::Anonymous);
     }
     let auth = &args.auth;

@@ -176,10 +176,9 @@ impl IntoResponse for ApiError {
         let (code, status) = self.to_status();
         let mut response = (code, axum::Json(status)).into_response();
         if matches!(self, ApiError::TooManyRequests) {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                RETRY_AFTER_SECONDS.into(),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
         }
         response
     }
@@ -287,7 +286,11 @@ mod tests {
         let (code, status) = ApiError::TooManyRequests.to_status();
         assert_eq!(
             (code.as_u16(), status.reason, status.message.as_str()),
-            (429, "TooManyRequests", "Too many requests, please try again later.")
+            (
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later."
+            )
         );
         assert_eq!(status.details.unwrap().retry_after_seconds, Some(1));
     }

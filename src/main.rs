@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing(cli.log_format);
     match cli.command {
-        Command::Serve(args) => cli::serve(args).await?,
+        Command::Serve(args) => cli::serve(*args).await?,
         Command::Query(args) => cli::query(args).await?,
         Command::Explain(args) => cli::explain(args).await?,
         Command::CheckConfig { file } => cli::check_config(&file)?,

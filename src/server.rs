@@ -24,11 +24,11 @@ use crate::apis::{
     self, ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP,
     ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference,
 };
+use crate::auth::PeerCertificates;
 use crate::cache::QueryCache;
 use crate::catalog::{
     Catalog, DEPLOYMENTS, NAMESPACES, PODS, POLICY_METRICS, SCALE_ON_FAILURE_REPLICAS, Scope,
 };
-use crate::auth::PeerCertificates;
 use crate::error::ApiError;
 use crate::health::FailurePolicies;
 use crate::inventory::PodInventory;
@@ -74,7 +74,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/apis", any(api))
         .route("/apis/{*rest}", any(api))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), guard::protect))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -672,9 +675,9 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
+    use hyper::body::Incoming;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
-    use hyper::body::Incoming;
     use hyper_util::service::TowerToHyperService;
     use tower::ServiceExt;
 
@@ -720,17 +723,18 @@ pub async fn serve(
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
             // Verified per request against the trust of the moment (§8.1), so CA rotation needs no restart.
-            let certificates = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|chain| Arc::new(PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())));
-            let service = TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
-                if let Some(certificates) = &certificates {
-                    request.extensions_mut().insert(certificates.clone());
-                }
-                request
-            }));
+            let certificates = stream.get_ref().1.peer_certificates().map(|chain| {
+                Arc::new(PeerCertificates::new(
+                    chain.iter().map(|c| c.clone().into_owned()).collect(),
+                ))
+            });
+            let service =
+                TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
+                    if let Some(certificates) = &certificates {
+                        request.extensions_mut().insert(certificates.clone());
+                    }
+                    request
+                }));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");

@@ -73,10 +73,7 @@ async fn a_request_running_past_the_timeout_gets_a_504_status() {
     let (code, status) = get(&state, &secondaries_rx_packets()).await;
     assert_eq!(code, 504);
     assert_eq!(status["reason"], "Timeout");
-    assert_eq!(
-        status["message"],
-        "the request did not complete within 1s"
-    );
+    assert_eq!(status["message"], "the request did not complete within 1s");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -63,7 +63,10 @@ async fn untrusted_clients_and_plain_http_get_nothing() {
 }
 
 /// Serving-certificate files signed by `ca`, written into `dir`.
-fn write_serving_cert(ca: &pki::Ca, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+fn write_serving_cert(
+    ca: &pki::Ca,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let leaf = ca.server(&["localhost"]);
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&key, &leaf.key_pem).unwrap();
@@ -88,12 +91,24 @@ async fn a_rotated_serving_certificate_is_served_to_new_connections_without_drop
     serving.spawn_reloader(std::time::Duration::from_millis(100));
     let config = tls::server_config(serving, tls::TlsMinVersion::Tls12).unwrap();
     let ca_file = dir.path().join("unused");
-    let adapter =
-        TlsAdapter::start_with(state("http://127.0.0.1:9"), config, ca_file, tempfile::tempdir().unwrap())
-            .await;
+    let adapter = TlsAdapter::start_with(
+        state("http://127.0.0.1:9"),
+        config,
+        ca_file,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
     let url = format!("https://localhost:{}/apis", adapter.port);
     let old_client = trusting(&old_ca);
-    assert!(old_client.get(&url).send().await.unwrap().status().is_success());
+    assert!(
+        old_client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 
     // cert-manager replaces the Secret's files in place.
     write_serving_cert(&new_ca, dir.path());
@@ -109,7 +124,15 @@ async fn a_rotated_serving_certificate_is_served_to_new_connections_without_drop
     assert!(served, "new connections get the new certificate");
     // The old client's HTTP/2 connection is still open: it cannot have reconnected, since it does not
     // trust the new certificate.
-    assert!(old_client.get(&url).send().await.unwrap().status().is_success());
+    assert!(
+        old_client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
     assert!(trusting(&old_ca).get(&url).send().await.is_err());
 }
 
@@ -132,5 +155,13 @@ async fn tls_1_3_only_refuses_a_tls_1_2_client() {
         .build()
         .unwrap();
     assert!(tls12.get(&url).send().await.unwrap_err().is_connect());
-    assert!(trusting(&ca).get(&url).send().await.unwrap().status().is_success());
+    assert!(
+        trusting(&ca)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 }

@@ -69,7 +69,8 @@ impl Attributes {
         let part = |i: usize| parts.get(i).copied().unwrap_or_default();
         let (resource, name, subresource) = (part(0), part(1), part(2));
         let watch = query.is_some_and(|q| {
-            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
         });
         let verb = match (http_verb(method), name.is_empty()) {
             ("get", true) if watch => "watch",
@@ -124,7 +125,10 @@ impl Attributes {
                 format!("{}.{} is forbidden: {detail}", r.resource, r.group)
             }
             Attributes::Resource(r) => {
-                format!("{}.{} {:?} is forbidden: {detail}", r.resource, r.group, r.name)
+                format!(
+                    "{}.{} {:?} is forbidden: {detail}",
+                    r.resource, r.group, r.name
+                )
             }
         }
     }
@@ -173,24 +177,41 @@ mod tests {
             "/apis/custom.metrics.k8s.io/v1beta1/namespaces/sidecar/deployments.apps/secondary/m",
         );
         assert_eq!(
-            (deployment.resource.as_str(), deployment.name.as_str(), deployment.version.as_str()),
+            (
+                deployment.resource.as_str(),
+                deployment.name.as_str(),
+                deployment.version.as_str()
+            ),
             ("deployments.apps", "secondary", "v1beta1")
         );
-        let namespace = resource("/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/metrics/m");
+        let namespace =
+            resource("/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/metrics/m");
         assert_eq!(
-            (namespace.resource.as_str(), namespace.name.as_str(), namespace.subresource.as_str()),
+            (
+                namespace.resource.as_str(),
+                namespace.name.as_str(),
+                namespace.subresource.as_str()
+            ),
             ("metrics", "m", "")
         );
         let nodes = resource("/apis/custom.metrics.k8s.io/v1beta2/nodes/*/m");
         assert_eq!(
-            (nodes.resource.as_str(), nodes.name.as_str(), nodes.namespace.as_str()),
+            (
+                nodes.resource.as_str(),
+                nodes.name.as_str(),
+                nodes.namespace.as_str()
+            ),
             ("nodes", "*", "")
         );
         let external = resource(
             "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/xroad_messages_per_second",
         );
         assert_eq!(
-            (external.verb.as_str(), external.resource.as_str(), external.name.as_str()),
+            (
+                external.verb.as_str(),
+                external.resource.as_str(),
+                external.name.as_str()
+            ),
             ("list", "xroad_messages_per_second", "")
         );
     }
@@ -230,7 +251,11 @@ mod tests {
         assert_eq!(verb(Method::POST, external, None), "create");
         assert_eq!(verb(Method::DELETE, external, None), "deletecollection");
         assert_eq!(
-            verb(Method::DELETE, "/apis/custom.metrics.k8s.io/v1beta2/nodes/n/m", None),
+            verb(
+                Method::DELETE,
+                "/apis/custom.metrics.k8s.io/v1beta2/nodes/n/m",
+                None
+            ),
             "delete"
         );
     }
@@ -257,8 +282,16 @@ mod tests {
             "m.external.metrics.k8s.io is forbidden: User \"bob\" cannot list resource \"m\" in API group \
              \"external.metrics.k8s.io\" in the namespace \"sidecar\": no RBAC policy matched"
         );
-        let nodes = Attributes::of(&Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/nodes/n1/m", None);
-        assert!(nodes.forbidden_message("c", "").ends_with("at the cluster scope"));
+        let nodes = Attributes::of(
+            &Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta2/nodes/n1/m",
+            None,
+        );
+        assert!(
+            nodes
+                .forbidden_message("c", "")
+                .ends_with("at the cluster scope")
+        );
         assert_eq!(
             Attributes::of(&Method::GET, "/metrics", None).forbidden_message("carol", ""),
             "forbidden: User \"carol\" cannot get path \"/metrics\""

@@ -134,11 +134,17 @@ impl TokenReviewer {
             ..TokenReview::default()
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
-        let answer = call(self.timing.timeout, api.create(&PostParams::default(), &review)).await?;
+        let answer = call(
+            self.timing.timeout,
+            api.create(&PostParams::default(), &review),
+        )
+        .await?;
         let Some(status) = answer.status else {
             return Ok(None);
         };
-        if status.authenticated != Some(true) || status.error.as_deref().is_some_and(|e| !e.is_empty()) {
+        if status.authenticated != Some(true)
+            || status.error.as_deref().is_some_and(|e| !e.is_empty())
+        {
             return Ok(None);
         }
         Ok(status.user.and_then(|user| {
@@ -232,7 +238,11 @@ impl AccessReviewer {
             ..SubjectAccessReview::default()
         };
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        let answer = call(self.timing.timeout, api.create(&PostParams::default(), &review)).await?;
+        let answer = call(
+            self.timing.timeout,
+            api.create(&PostParams::default(), &review),
+        )
+        .await?;
         let status = answer.status.unwrap_or_default();
         Ok(if status.allowed {
             Decision::Allowed
@@ -256,6 +266,3 @@ async fn call<T>(
         Err(_) => Err(ReviewError(format!("no answer within {timeout:?}"))),
     }
 }
-
-
-

@@ -111,7 +111,10 @@ fn string_list(
 }
 
 /// A verifier for client certificates chaining to the CAs in `pem`; `None` for an empty bundle.
-fn verifier(pem: &str, key: &'static str) -> Result<Option<Arc<dyn ClientCertVerifier>>, TrustError> {
+fn verifier(
+    pem: &str,
+    key: &'static str,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, TrustError> {
     let invalid = |message: String| TrustError { key, message };
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
@@ -147,7 +150,10 @@ impl Trust {
                 .or_else(|| data.get(key).cloned())
                 .unwrap_or_default()
         };
-        let client_ca = verifier(&text(keys::CLIENT_CA, &overrides.client_ca), keys::CLIENT_CA)?;
+        let client_ca = verifier(
+            &text(keys::CLIENT_CA, &overrides.client_ca),
+            keys::CLIENT_CA,
+        )?;
         let requestheader = match verifier(
             &text(keys::REQUESTHEADER_CA, &overrides.requestheader_ca),
             keys::REQUESTHEADER_CA,
@@ -161,7 +167,11 @@ impl Trust {
                     keys::USERNAME_HEADERS,
                     &overrides.username_headers,
                 )?),
-                uid_headers: lower(string_list(data, keys::UID_HEADERS, &overrides.uid_headers)?),
+                uid_headers: lower(string_list(
+                    data,
+                    keys::UID_HEADERS,
+                    &overrides.uid_headers,
+                )?),
                 group_headers: lower(string_list(
                     data,
                     keys::GROUP_HEADERS,
@@ -224,12 +234,7 @@ impl Trust {
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         };
-        let first = |names: &[String]| {
-            names
-                .iter()
-                .flat_map(values)
-                .find(|v| !v.is_empty())
-        };
+        let first = |names: &[String]| names.iter().flat_map(values).find(|v| !v.is_empty());
         let name = first(&rh.username_headers)?;
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (header, value) in headers {
@@ -241,7 +246,9 @@ impl Trust {
                 continue;
             };
             if let Ok(value) = value.to_str() {
-                let key = percent_decode_str(suffix).decode_utf8_lossy().to_lowercase();
+                let key = percent_decode_str(suffix)
+                    .decode_utf8_lossy()
+                    .to_lowercase();
                 extra.entry(key).or_default().push(value.to_owned());
             }
         }
@@ -268,7 +275,11 @@ impl Trust {
         }
         let prefixed: Vec<_> = headers
             .keys()
-            .filter(|h| rh.extra_prefixes.iter().any(|p| h.as_str().starts_with(p.as_str())))
+            .filter(|h| {
+                rh.extra_prefixes
+                    .iter()
+                    .any(|p| h.as_str().starts_with(p.as_str()))
+            })
             .cloned()
             .collect();
         for name in prefixed {

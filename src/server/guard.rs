@@ -77,9 +77,12 @@ impl Guard {
 
 /// Health probes bypass the in-flight cap: a busy adapter must not be restarted for being busy.
 fn is_probe(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz"]
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+    ["/healthz", "/livez", "/readyz"].iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// The middleware.
@@ -141,7 +144,13 @@ mod tests {
 
     #[test]
     fn probes_and_their_sub_paths_are_probes_and_nothing_else_is() {
-        for path in ["/healthz", "/livez", "/readyz", "/readyz/ping", "/livez/ping"] {
+        for path in [
+            "/healthz",
+            "/livez",
+            "/readyz",
+            "/readyz/ping",
+            "/livez/ping",
+        ] {
             assert!(is_probe(path), "{path}");
         }
         for path in ["/readyzz", "/metrics", "/apis", "/livez-not"] {

@@ -10,9 +10,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::pem::PemObject;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -234,9 +234,13 @@ impl ServingCert {
             loop {
                 interval.tick().await;
                 match this.reload() {
-                    Ok(true) => tracing::info!(certificate = %this.cert_path.display(), "serving certificate reloaded"),
+                    Ok(true) => {
+                        tracing::info!(certificate = %this.cert_path.display(), "serving certificate reloaded")
+                    }
                     Ok(false) => {}
-                    Err(error) => tracing::warn!(%error, "keeping the previous serving certificate"),
+                    Err(error) => {
+                        tracing::warn!(%error, "keeping the previous serving certificate")
+                    }
                 }
             }
         });
@@ -245,7 +249,13 @@ impl ServingCert {
 
 impl ResolvesServerCert for ServingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).1.clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .clone(),
+        )
     }
 }
 
@@ -345,7 +355,11 @@ mod tests {
         assert!(dir.path().join(CA_FILE).exists());
         let (chain, _) = load(&cert, &key).unwrap();
         assert_eq!(chain.len(), 2, "serving certificate followed by its CA");
-        server_config(ServingCert::load(&cert, &key).unwrap(), TlsMinVersion::Tls12).unwrap();
+        server_config(
+            ServingCert::load(&cert, &key).unwrap(),
+            TlsMinVersion::Tls12,
+        )
+        .unwrap();
         ensure_self_signed(dir.path(), &names).unwrap();
         assert_eq!(std::fs::read_to_string(&cert).unwrap(), first);
     }

@@ -17,6 +17,8 @@ use xroad_metrics_adapter::server::{self, AppState, tls};
 #[path = "traffic.rs"]
 mod traffic;
 pub use traffic::*;
+#[path = "delegated.rs"]
+pub mod delegated;
 #[path = "pki.rs"]
 pub mod pki;
 
@@ -194,21 +196,36 @@ pub async fn adapter_with(
 
 /// The Sidecar adapter of `state()` behind `guard`.
 pub async fn guarded(prometheus_url: &str, guard: Guard) -> Arc<AppState> {
-    adapter_with(prometheus_url, Config::default(), Path::new(INVENTORY), guard)
-        .await
-        .0
+    adapter_with(
+        prometheus_url,
+        Config::default(),
+        Path::new(INVENTORY),
+        guard,
+    )
+    .await
+    .0
 }
 
 /// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).
 pub async fn get(state: &Arc<AppState>, path: &str) -> (u16, serde_json::Value) {
+    get_with(state, path, &[]).await
+}
+
+/// `get` with extra request headers.
+pub async fn get_with(
+    state: &Arc<AppState>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     use tower::ServiceExt;
-    let request = axum::http::Request::get(path)
-        .header(
-            "accept",
-            "application/vnd.kubernetes.protobuf, application/json",
-        )
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let mut request = axum::http::Request::get(path).header(
+        "accept",
+        "application/vnd.kubernetes.protobuf, application/json",
+    );
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(axum::body::Body::empty()).unwrap();
     let response = server::app(state.clone()).oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -68,10 +68,16 @@ fn the_front_proxy_certificate_with_an_allowed_cn_makes_headers_count() {
     let user = c
         .trust
         .header_user(&headers(&[
-            ("X-Remote-User", "system:serviceaccount:kube-system:horizontal-pod-autoscaler"),
+            (
+                "X-Remote-User",
+                "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+            ),
             ("X-Remote-Group", "system:serviceaccounts"),
             ("x-remote-group", "system:authenticated"),
-            ("X-Remote-Extra-Authentication.kubernetes.io%2Fpod-Name", "hpa-0"),
+            (
+                "X-Remote-Extra-Authentication.kubernetes.io%2Fpod-Name",
+                "hpa-0",
+            ),
             ("X-Remote-Extra-Scopes", "a"),
             ("X-Remote-Extra-scopes", "b"),
         ]))
@@ -80,7 +86,10 @@ fn the_front_proxy_certificate_with_an_allowed_cn_makes_headers_count() {
         user.name,
         "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
     );
-    assert_eq!(user.groups, ["system:serviceaccounts", "system:authenticated"]);
+    assert_eq!(
+        user.groups,
+        ["system:serviceaccounts", "system:authenticated"]
+    );
     assert_eq!(
         user.extra,
         BTreeMap::from([
@@ -184,7 +193,10 @@ fn flags_override_single_keys() {
     let aggregator = c.front_proxy_ca.client("aggregator", &[]);
     assert!(trust.identify(&[aggregator.der()]).front_proxy);
     let user = trust
-        .header_user(&headers(&[("X-Remote-User", "ignored"), ("X-Proxy-User", "alice")]))
+        .header_user(&headers(&[
+            ("X-Remote-User", "ignored"),
+            ("X-Proxy-User", "alice"),
+        ]))
         .unwrap();
     assert_eq!(user.name, "alice");
 }
