@@ -354,3 +354,115 @@ async fn real_kubectl_authenticates_with_a_client_certificate_and_with_a_bearer_
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_trust_configmap_stops_startup_unless_tolerated() {
+    use xroad_metrics_adapter::auth::{Delegated, DelegatedConfig};
+    // A kube API that forbids everything, as when the RoleBinding in kube-system is missing.
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                              "message": "configmaps \"extension-apiserver-authentication\" is forbidden: User \"system:serviceaccount:xroad-metrics:xroad-metrics-adapter\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"kube-system\""})),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+
+    let error = Delegated::start(client.clone(), support::delegated::delegated_config())
+        .await
+        .err()
+        .expect("startup must fail");
+    let text = error.to_string();
+    assert!(
+        text.contains("cannot read the ConfigMap kube-system/extension-apiserver-authentication")
+            && text.contains("is forbidden")
+            && text.contains("extension-apiserver-authentication-reader"),
+        "{text}"
+    );
+    let tolerant = DelegatedConfig {
+        tolerate_lookup_failure: true,
+        ..support::delegated::delegated_config()
+    };
+    assert!(Delegated::start(client, tolerant).await.is_ok());
+}
+
+/// The whole `serve` command with its default, delegated access, asking the fake kube API: flags, ConfigMap,
+/// readiness, and the access check on the real socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_default_flags_is_delegated_and_ready_once_the_trust_is_loaded() {
+    use support::delegated::{ClusterPki, FakeKube};
+    let pki = ClusterPki::new();
+    let (kube, _) = FakeKube::start(pki.configmap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+        .args([
+            "serve",
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--inventory",
+            INVENTORY,
+        ])
+        .args(["--secure-port", &port.to_string(), "--cert-dir"])
+        .arg(dir.path())
+        .arg("--authentication-kubeconfig")
+        .arg(kube.kubeconfig(dir.path()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca =
+        reqwest::Certificate::from_pem(&wait_for_file(&dir.path().join("ca.crt")).await).unwrap();
+    let client = |leaf: Option<&support::pki::Leaf>| {
+        let mut builder = reqwest::Client::builder().tls_certs_merge([ca.clone()]);
+        if let Some(leaf) = leaf {
+            let pem = format!("{}{}", leaf.cert_pem, leaf.key_pem);
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        builder.build().unwrap()
+    };
+    let base = format!("https://localhost:{port}");
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(response) = client(None)
+            .get(format!("{base}/readyz?verbose"))
+            .send()
+            .await
+        {
+            ready = Some(response.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = ready.expect("serve answers /readyz");
+    assert!(ready.contains("[+]authentication ok"), "{ready}");
+    let anonymous = client(None)
+        .get(format!("{base}/apis"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let admin = pki
+        .client_ca
+        .client("kubernetes-admin", &["system:masters"]);
+    let allowed = client(Some(&admin))
+        .get(format!("{base}/apis"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+async fn wait_for_file(path: &std::path::Path) -> Vec<u8> {
+    for _ in 0..100 {
+        if let Ok(bytes) = std::fs::read(path) {
+            return bytes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never appeared", path.display());
+}

@@ -36,6 +36,8 @@ pub struct KubeState {
 pub struct FakeKube {
     pub state: Arc<Mutex<KubeState>>,
     changes: tokio::sync::broadcast::Sender<Value>,
+    /// Where it listens (plain HTTP).
+    pub url: String,
 }
 
 fn configmap_object(state: &KubeState) -> Value {
@@ -48,6 +50,7 @@ fn configmap_object(state: &KubeState) -> Value {
 impl FakeKube {
     pub async fn start(configmap: HashMap<String, String>) -> (Self, kube::Client) {
         use axum::routing::{get, post};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fake = FakeKube {
             state: Arc::new(Mutex::new(KubeState {
                 configmap,
@@ -55,6 +58,7 @@ impl FakeKube {
                 ..KubeState::default()
             })),
             changes: tokio::sync::broadcast::channel(16).0,
+            url: format!("http://{}", listener.local_addr().unwrap()),
         };
         let configmaps = "/api/v1/namespaces/kube-system/configmaps";
         let app = axum::Router::new()
@@ -74,11 +78,25 @@ impl FakeKube {
                 post(access_review),
             )
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let client = kube::Client::try_from(kube::Config::new(fake.url.parse().unwrap())).unwrap();
         (fake, client)
+    }
+
+    /// A kubeconfig for this fake, as `--authentication-kubeconfig` takes it.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("fake-kube.kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\n\
+                 users:\n- name: adapter\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: adapter}}\n\
+                 current-context: fake\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        path
     }
 
     pub fn accept_token(&self, token: &str, user: Value) {
