@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests and the quick start run: Prometheus with promtool, kubectl, curl.
+# Installs the real tools the tests and the quick start run: Prometheus with promtool, kubectl, curl, and
+# kubernetes-validate (PyPI, into .tools/venv: Debian's pip refuses system-wide installs).
 # Does nothing when they are present; uses apt-get (as root, or through sudo) when they are not.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+venv=.tools/venv
 
 need=()
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
 command -v curl >/dev/null || need+=(curl)
 # Debian packages kubectl as kubernetes-client; any kubectl on PATH will do.
 command -v kubectl >/dev/null || need+=(kubernetes-client)
-[ ${#need[@]} -eq 0 ] && exit 0
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${need[*]}" >&2; exit 1; }
-  sudo=sudo
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  command -v python3 >/dev/null || need+=(python3)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
-echo "installing ${need[*]} with apt-get..." >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${need[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "installing ${need[*]} with apt-get..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv..." >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi

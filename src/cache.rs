@@ -124,6 +124,7 @@ impl QueryCache {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .last_success = Some(now);
+                self.metrics.backend_last_success.set(now);
                 Ok(answer)
             }
             Err(error) => {

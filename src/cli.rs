@@ -44,6 +44,9 @@ pub enum Command {
     Query(QueryArgs),
     /// Show, for each scale-on-failure policy, every pod's health and why, the load, and the replica count.
     Explain(ExplainArgs),
+    /// Write a CA and a serving certificate for the Service (for an APIService `caBundle` without
+    /// cert-manager).
+    Certificate(CertificateArgs),
     /// Validate a configuration file and print what it configures.
     CheckConfig {
         /// The configuration file.
@@ -95,21 +98,15 @@ pub struct ServeArgs {
     /// Where a self-signed serving certificate is generated (and reused) when no certificate files are given.
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
+    /// The names of a self-signed certificate.
+    #[command(flatten)]
+    pub names: CertificateNames,
     /// The serving certificate (PEM, chain allowed).
     #[arg(long, requires = "tls_private_key_file")]
     pub tls_cert_file: Option<PathBuf>,
     /// The serving key (PEM).
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
-    /// The Service name, for the self-signed certificate's `<service>.<namespace>.svc` names.
-    #[arg(long, default_value = "xroad-metrics-adapter")]
-    pub service_name: String,
-    /// The Service namespace.
-    #[arg(long, default_value = "xroad-metrics")]
-    pub service_namespace: String,
-    /// Extra DNS names or IP addresses for the self-signed certificate (repeatable).
-    #[arg(long = "tls-san")]
-    pub tls_sans: Vec<String>,
     /// The lowest TLS version accepted.
     #[arg(long, value_enum, default_value = "VersionTLS12")]
     pub tls_min_version: tls::TlsMinVersion,
@@ -125,6 +122,31 @@ pub struct ServeArgs {
     /// How long one request may take, authentication included.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+}
+
+/// The Service a self-signed certificate is made for, and extra names.
+#[derive(Debug, Args)]
+pub struct CertificateNames {
+    /// The Service name, for the self-signed certificate's `<service>.<namespace>.svc` names.
+    #[arg(long, default_value = "xroad-metrics-adapter")]
+    pub service_name: String,
+    /// The Service namespace.
+    #[arg(long, default_value = "xroad-metrics")]
+    pub service_namespace: String,
+    /// Extra DNS names or IP addresses for the self-signed certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+}
+
+/// `certificate` flags.
+#[derive(Debug, Args)]
+pub struct CertificateArgs {
+    /// Where to write `apiserver.crt` (certificate and CA), `apiserver.key` and `ca.crt`.
+    #[arg(long)]
+    pub cert_dir: PathBuf,
+    /// The names.
+    #[command(flatten)]
+    pub names: CertificateNames,
 }
 
 /// Flags of delegated authentication and authorization, named as the Kubernetes generic apiserver names
@@ -339,8 +361,9 @@ async fn kube_client(
         .map_err(|e| message(format!("cannot build the Kubernetes client: {e}")))
 }
 
-/// The names the self-signed certificate is valid for.
-fn certificate_names(args: &ServeArgs) -> Vec<String> {
+/// The names the self-signed certificate is valid for: the Service's (the aggregator dials
+/// `<service>.<namespace>.svc`), loopback, `bind` if specific, and the extra ones.
+fn certificate_names(args: &CertificateNames, bind: Option<IpAddr>) -> Vec<String> {
     let (service, namespace) = (&args.service_name, &args.service_namespace);
     let mut names = vec![
         "localhost".to_owned(),
@@ -351,13 +374,25 @@ fn certificate_names(args: &ServeArgs) -> Vec<String> {
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
-    if !args.bind_address.is_unspecified() {
-        names.push(args.bind_address.to_string());
-    }
+    names.extend(bind.filter(|b| !b.is_unspecified()).map(|b| b.to_string()));
     names.extend(args.tls_sans.iter().cloned());
     names.sort();
     names.dedup();
     names
+}
+
+/// `certificate`: writes a CA and a serving certificate for the Service, for an APIService `caBundle`
+/// without cert-manager (`deploy/self-signed`). An existing certificate in the directory is kept.
+pub fn certificate(args: &CertificateArgs) -> Result<(), CliError> {
+    let (cert, key) =
+        tls::ensure_self_signed(&args.cert_dir, &certificate_names(&args.names, None))?;
+    println!(
+        "serving certificate {} and key {}, signed by {}: the APIService caBundle",
+        cert.display(),
+        key.display(),
+        args.cert_dir.join(tls::CA_FILE).display()
+    );
+    Ok(())
 }
 
 /// Refuses to serve without authentication anywhere but on loopback.
@@ -437,7 +472,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = load_config(&args.source)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ => tls::ensure_self_signed(&args.cert_dir, &certificate_names(&args))?,
+        _ => tls::ensure_self_signed(
+            &args.cert_dir,
+            &certificate_names(&args.names, Some(args.bind_address)),
+        )?,
     };
     let serving_cert = tls::ServingCert::load(&cert, &key)?;
     serving_cert.spawn_reloader(CERT_RELOAD_INTERVAL);
@@ -480,7 +518,7 @@ async fn opmonitor_election(
         .namespace
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| args.service_namespace.clone());
+        .unwrap_or_else(|| args.names.service_namespace.clone());
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());

@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cli::serve(*args).await?,
         Command::Query(args) => cli::query(args).await?,
         Command::Explain(args) => cli::explain(args).await?,
+        Command::Certificate(args) => cli::certificate(&args)?,
         Command::CheckConfig { file } => cli::check_config(&file)?,
     }
     Ok(())

@@ -90,6 +90,8 @@ pub struct Metrics {
     pub backend_errors: Family<ReasonLabels, Counter>,
     /// Cache lookups by outcome: `hit`, `miss`, `stale` (last good value served during an outage).
     pub cache_lookups: Family<ReasonLabels, Counter>,
+    /// Unix time of the last successful backend query: how stale served values can be.
+    pub backend_last_success: Gauge,
     /// The replica count each scale-on-failure policy asks for.
     pub scale_on_failure_replicas: Family<PolicyLabels, Gauge>,
     /// Pods of each policy's target failing now.
@@ -113,6 +115,7 @@ impl Default for Metrics {
         let backend_duration = latency_histogram();
         let backend_errors = Family::<ReasonLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
+        let backend_last_success = Gauge::default();
         {
             let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
             own.register(
@@ -140,6 +143,11 @@ impl Default for Metrics {
                 "Query-cache lookups: hit, miss, or stale (last good value served while the backend fails)",
                 cache_lookups.clone(),
             );
+            own.register(
+                "backend_last_success_timestamp_seconds",
+                "Unix time of the last successful metrics-backend query",
+                backend_last_success.clone(),
+            );
         }
         let scale_on_failure_replicas = Family::<PolicyLabels, Gauge>::default();
         let unhealthy_pods = Family::<PolicyLabels, Gauge>::default();
@@ -166,6 +174,7 @@ impl Default for Metrics {
             backend_duration,
             backend_errors,
             cache_lookups,
+            backend_last_success,
             scale_on_failure_replicas,
             unhealthy_pods,
             pod_health,
