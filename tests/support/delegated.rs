@@ -282,6 +282,15 @@ pub fn delegated_config() -> DelegatedConfig {
     }
 }
 
+/// Delegated access to a new fake cluster, with the default limits.
+pub async fn delegated_guard() -> (ClusterPki, FakeKube, Guard) {
+    let pki = ClusterPki::new();
+    let (kube, client) = FakeKube::start(pki.configmap()).await;
+    let delegated = Delegated::start(client, delegated_config()).await.unwrap();
+    let guard = Guard::new(Access::Delegated(delegated), Limits::default());
+    (pki, kube, guard)
+}
+
 /// The Sidecar adapter behind delegated access to a new fake cluster.
 pub async fn delegated_state(
     prometheus_url: &str,
@@ -290,10 +299,7 @@ pub async fn delegated_state(
     FakeKube,
     Arc<xroad_metrics_adapter::server::AppState>,
 ) {
-    let pki = ClusterPki::new();
-    let (kube, client) = FakeKube::start(pki.configmap()).await;
-    let delegated = Delegated::start(client, delegated_config()).await.unwrap();
-    let guard = Guard::new(Access::Delegated(delegated), Limits::default());
+    let (pki, kube, guard) = delegated_guard().await;
     (pki, kube, guarded(prometheus_url, guard).await)
 }
 

@@ -12,6 +12,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use xroad_metrics_adapter::config::{Config, OpMonitorConfig};
 
 const BOUNDARY: &str = "xroadQ3v8Kf0aLm2Zt7Yp1Wc9Rb4Xn6Hs5J";
 
@@ -263,4 +265,57 @@ impl FakeOpMonitor {
             }
         }
     }
+}
+
+/// Pod IPs of Secondary A and B in the Sidecar inventory.
+pub const IP_A: &str = "10.42.0.11";
+pub const IP_B: &str = "10.42.0.12";
+
+/// The collector configuration for the fake at `url`, owner and server as in the Sidecar guide.
+pub fn config(url: &str) -> OpMonitorConfig {
+    let yaml = format!(
+        "xroad:\n  opmonitor:\n    url: {url}\n    client: {{xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8'}}\n    \
+         securityServer: {{xRoadInstance: EE, memberClass: GOV, memberCode: '1234567-8', serverCode: sidecar}}\n    namespace: sidecar\n    timeout: 1s\n"
+    );
+    Config::parse("test.yaml", &yaml)
+        .unwrap()
+        .opmonitor
+        .unwrap()
+}
+
+/// One operational-monitoring record (§5.4) at `second`.
+pub fn record(second: i64, ip: &str, role: &str, succeeded: bool, service: &str) -> Value {
+    json!({
+        "monitoringDataTs": second, "securityServerInternalIp": ip, "securityServerType": role,
+        "requestInTs": second * 1000 + 100, "responseOutTs": second * 1000 + 350,
+        "serviceXRoadInstance": "EE", "serviceMemberClass": "GOV", "serviceMemberCode": "70000001",
+        "serviceSubsystemCode": "demo", "serviceCode": service, "serviceVersion": "v1", "succeeded": succeeded,
+        "requestSize": 1200, "responseSize": 800, "xRequestId": "0d7c1b5e-0000-4000-8000-000000000000"
+    })
+}
+
+/// Steady traffic, whole numbers per 15-second window: pod A 2/s, pod B 1/3 s⁻¹ (one in 15 s failed), an
+/// unknown IP 0.2/s, and the collector's own monitoring calls (excluded).
+pub fn steady_traffic() -> Generator {
+    Arc::new(|from, to| {
+        let mut records = Vec::new();
+        for s in from..=to {
+            records.push(record(s, IP_A, "Producer", true, "getRandom"));
+            records.push(record(s, IP_A, "Producer", true, "getRandom"));
+            records.push(record(
+                s,
+                IP_A,
+                "Client",
+                true,
+                "getSecurityServerOperationalData",
+            ));
+            if s % 3 == 0 {
+                records.push(record(s, IP_B, "Producer", s % 15 != 0, "listClients"));
+            }
+            if s % 5 == 0 {
+                records.push(record(s, "10.0.9.9", "Producer", true, "getRandom"));
+            }
+        }
+        records
+    })
 }
