@@ -180,79 +180,63 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 // The data set.
 
 /// kube-state-metrics for the Sidecar: pods, the Secondary Deployment, and its HPA, which scales from 3 to 5
-/// ten minutes before the end.
+/// ten minutes before the end. One sample every 15 s for the last hour.
 fn kube_state_metrics(end: i64) -> String {
+    let times: Vec<i64> = (end - 3600..=end).step_by(15).collect();
     let ksm = |labels: &str| format!("job=\"kube-state-metrics\",namespace=\"sidecar\",{labels}");
-    let mut families: Vec<(&str, Vec<(String, Box<dyn Fn(i64) -> i64>)>)> = vec![
+    let constant = |value: i64| vec![value; times.len()];
+    let from = |at: i64, before: i64, after: i64| -> Vec<i64> {
+        times
+            .iter()
+            .map(|&t| if t >= at { after } else { before })
+            .collect()
+    };
+    let hpa = ksm(&format!("horizontalpodautoscaler=\"{DEPLOYMENT}\""));
+    let condition =
+        |name: &str, status: &str| format!("{hpa},condition=\"{name}\",status=\"{status}\"");
+    let scaled = end - 600;
+    let families = [
         (
             "kube_pod_info",
             [PRIMARY, SECONDARY_A, SECONDARY_B, SECONDARY_C]
-                .iter()
-                .map(|pod| {
-                    (
-                        ksm(&format!("pod=\"{pod}\"")),
-                        Box::new(|_| 1_i64) as Box<dyn Fn(i64) -> i64>,
-                    )
-                })
-                .collect(),
+                .map(|pod| (ksm(&format!("pod=\"{pod}\"")), constant(1)))
+                .to_vec(),
         ),
         (
             "kube_deployment_status_replicas_available",
-            vec![(
-                ksm(&format!("deployment=\"{DEPLOYMENT}\"")),
-                Box::new(|_| 3),
-            )],
+            vec![(ksm(&format!("deployment=\"{DEPLOYMENT}\"")), constant(3))],
         ),
-    ];
-    let hpa = ksm(&format!("horizontalpodautoscaler=\"{DEPLOYMENT}\""));
-    let scaled = end - 600;
-    families.extend([
         (
             "kube_horizontalpodautoscaler_status_current_replicas",
-            vec![(
-                hpa.clone(),
-                Box::new(move |t| if t >= scaled + 15 { 5_i64 } else { 3 })
-                    as Box<dyn Fn(i64) -> i64>,
-            )],
+            vec![(hpa.clone(), from(scaled + 15, 3, 5))],
         ),
         (
             "kube_horizontalpodautoscaler_status_desired_replicas",
-            vec![(
-                hpa.clone(),
-                Box::new(move |t| if t >= scaled { 5 } else { 3 }),
-            )],
+            vec![(hpa.clone(), from(scaled, 3, 5))],
         ),
         (
             "kube_horizontalpodautoscaler_spec_min_replicas",
-            vec![(hpa.clone(), Box::new(|_| 2))],
+            vec![(hpa.clone(), constant(2))],
         ),
         (
             "kube_horizontalpodautoscaler_spec_max_replicas",
-            vec![(hpa.clone(), Box::new(|_| 20))],
+            vec![(hpa.clone(), constant(20))],
         ),
         (
             "kube_horizontalpodautoscaler_status_condition",
-            [
-                ("AbleToScale", "true", 1_i64),
-                ("ScalingActive", "true", 1),
-                ("ScalingLimited", "false", 1),
-            ]
-            .into_iter()
-            .map(|(condition, status, value)| {
-                (
-                    format!("{hpa},condition=\"{condition}\",status=\"{status}\""),
-                    Box::new(move |_| value) as Box<dyn Fn(i64) -> i64>,
-                )
-            })
-            .collect(),
+            vec![
+                (condition("AbleToScale", "true"), constant(1)),
+                (condition("ScalingActive", "true"), constant(1)),
+                (condition("ScalingLimited", "false"), constant(1)),
+            ],
         ),
-    ]);
+    ];
     let mut out = String::new();
     for (family, series) in families {
         out.push_str(&format!("# TYPE {family} gauge\n"));
-        for (labels, value) in series {
-            for t in (end - 3600..=end).step_by(15) {
-                out.push_str(&format!("{family}{{{labels}}} {} {t}\n", value(t)));
+        for (labels, values) in series {
+            for (t, value) in times.iter().zip(values) {
+                out.push_str(&format!("{family}{{{labels}}} {value} {t}\n"));
             }
         }
     }
