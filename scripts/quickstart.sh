@@ -79,4 +79,15 @@ echo "== the replica count an HPA with a Pods target of averageValue $TARGET pac
   -n sidecar -l run=security-server-sidecar-secondary --metric container_network_receive_packets_per_second \
   --target-average-value "$TARGET"
 echo
-echo "Done. README.md explains the metrics, every flag and the configuration file."
+echo "== Grafana dashboards"
+echo "dashboards/xroad-autoscaling.json and dashboards/xroad-metrics-adapter.json; in a cluster, deploy/ installs them as"
+echo "the ConfigMap xroad-metrics-adapter-dashboards (label grafana_dashboard=1) for the kube-prometheus-stack Grafana."
+echo "The 'Received packets per pod' panel's query against this Prometheus (it also shows the deleted pod -gone1,"
+echo "whose synthetic series never stops here; the adapter leaves it out because the pod no longer exists):"
+panel='sum by (pod) (max by (pod, interface) (rate(container_network_receive_packets_total{namespace="sidecar", pod=~"security-server-sidecar-secondary-.*", id!="/"}[1m])))'
+curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" --data-urlencode "query=$panel" \
+  | python3 -c 'import json, sys
+for r in json.load(sys.stdin)["data"]["result"]:
+    print("  %-50s %8.2f packets/s" % (r["metric"]["pod"], float(r["value"][1])))'
+echo
+echo "Done. README.md explains the metrics, every flag, the configuration file, and how to install in a cluster."

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `query` and `check-config`, their flags, and what each runs.
+//! The command line: `serve`, `query`, `explain`, `certificate` and `check-config`, their flags, and what each
+//! runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
