@@ -109,3 +109,57 @@ async fn an_overlong_uri_gets_414_and_too_many_headers_are_refused() {
         "hyper refuses more than 100 headers"
     );
 }
+
+/// HTTP/2 "rapid reset" (CVE-2023-44487): a client that opens streams and cancels them at once, without ever
+/// reading an answer, is cut off with GOAWAY instead of keeping the server busy.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_rapid_reset_flood_gets_the_connection_closed() {
+    use rustls::pki_types::pem::PemObject;
+    let adapter = TlsAdapter::start(state("http://127.0.0.1:9")).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&adapter.ca_file).unwrap())
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::aws_lc_rs::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", adapter.port))
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        let request = axum::http::Request::get(format!("https://localhost:{}/apis", adapter.port))
+            .body(())
+            .unwrap();
+        let Ok(ready) = client.ready().await else {
+            break;
+        };
+        client = ready;
+        let Ok((_, mut stream)) = client.send_request(request, true) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    let error = ended.expect_err("the connection ends in an error, not a clean close");
+    assert!(
+        error.is_go_away() && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error:?} after {sent} streams"
+    );
+    assert!(sent < 10_000, "cut off after {sent} resets");
+}
