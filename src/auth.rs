@@ -183,7 +183,7 @@ struct AuthMetrics {
 
 /// Delegated access: the trust in force and the two reviewers.
 pub struct Delegated {
-    trust: watch::Receiver<Option<Arc<Trust>>>,
+    trust: watch::Receiver<Arc<Trust>>,
     tokens: TokenReviewer,
     access: AccessReviewer,
     always_allow: Vec<String>,
@@ -210,7 +210,7 @@ impl Delegated {
             Err(error) => return Err(StartError::Lookup(crate::error::root_cause(&error))),
         };
         let trust = Trust::new(&data, &config.overrides.read()?, 1)?;
-        let (sender, receiver) = watch::channel(Some(Arc::new(trust)));
+        let (sender, receiver) = watch::channel(Arc::new(trust));
         tokio::spawn(keep_trust(api, config.overrides.clone(), data, sender));
         Ok(Arc::new(Self::new(client, &config, receiver)))
     }
@@ -218,7 +218,7 @@ impl Delegated {
     fn new(
         client: kube::Client,
         config: &DelegatedConfig,
-        trust: watch::Receiver<Option<Arc<Trust>>>,
+        trust: watch::Receiver<Arc<Trust>>,
     ) -> Self {
         Self {
             trust,
@@ -245,11 +245,6 @@ impl Delegated {
             "Authorization outcomes: allowed, denied, privileged_group, always_allowed_path, error",
             self.metrics.authorizations.clone(),
         );
-    }
-
-    /// True once a trust has been loaded: part of readiness.
-    pub fn is_ready(&self) -> bool {
-        self.trust.borrow().is_some()
     }
 
     /// Whether `path` needs no authentication at all (`/healthz`, `/livez`, `/readyz` by default).
@@ -288,17 +283,12 @@ impl Delegated {
         headers: &mut HeaderMap,
     ) -> Result<UserInfo, AuthError> {
         let trust = self.trust.borrow().clone();
-        let identity = match (&trust, peer) {
-            (Some(trust), Some(peer)) => peer.identity(trust),
-            _ => CertificateIdentity::default(),
-        };
-        let from_headers = trust
-            .as_ref()
-            .filter(|_| identity.front_proxy)
-            .and_then(|t| t.header_user(headers));
-        if let Some(trust) = &trust {
-            trust.strip_headers(headers);
-        }
+        let identity = peer.map(|p| p.identity(&trust)).unwrap_or_default();
+        let from_headers = identity
+            .front_proxy
+            .then(|| trust.header_user(headers))
+            .flatten();
+        trust.strip_headers(headers);
         let token = headers
             .remove(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok().map(str::to_owned))
@@ -375,7 +365,7 @@ async fn keep_trust(
     api: kube::Api<ConfigMap>,
     overrides: OverrideFiles,
     mut data: BTreeMap<String, String>,
-    sender: watch::Sender<Option<Arc<Trust>>>,
+    sender: watch::Sender<Arc<Trust>>,
 ) {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
@@ -407,7 +397,7 @@ async fn keep_trust(
         match built {
             Ok(trust) => {
                 generation += 1;
-                sender.send_replace(Some(Arc::new(trust)));
+                sender.send_replace(Arc::new(trust));
             }
             Err(error) => tracing::warn!(%error, "keeping the previous client trust"),
         }

@@ -590,11 +590,6 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     } else {
         Err("the pod inventory has not synced yet")
     };
-    let authentication = if state.guard.is_ready() {
-        Ok(())
-    } else {
-        Err("the client trust (extension-apiserver-authentication) is not loaded yet")
-    };
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.
     let health = state.cache.health();
@@ -611,7 +606,6 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         vec![
             ("ping", Ok(())),
             ("serving-cert", Ok(())),
-            ("authentication", authentication),
             ("pod-inventory", inventory),
         ],
         check_name(&uri),

@@ -392,7 +392,7 @@ async fn an_unreadable_trust_configmap_stops_startup_unless_tolerated() {
 /// The whole `serve` command with its default, delegated access, asking the fake kube API: flags, ConfigMap,
 /// readiness, and the access check on the real socket.
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_with_default_flags_is_delegated_and_ready_once_the_trust_is_loaded() {
+async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
     use support::delegated::{ClusterPki, FakeKube};
     let pki = ClusterPki::new();
     let (kube, _) = FakeKube::start(pki.configmap()).await;
@@ -437,7 +437,7 @@ async fn serve_with_default_flags_is_delegated_and_ready_once_the_trust_is_loade
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ready = ready.expect("serve answers /readyz");
-    assert!(ready.contains("[+]authentication ok"), "{ready}");
+    assert!(ready.contains("readyz check passed"), "{ready}");
     let anonymous = client(None)
         .get(format!("{base}/apis"))
         .send()

@@ -65,14 +65,6 @@ impl Guard {
             delegated.register_metrics(metrics);
         }
     }
-
-    /// Whether access control is ready to decide (the client trust is loaded).
-    pub fn is_ready(&self) -> bool {
-        match &self.access {
-            Access::Anonymous => true,
-            Access::Delegated(delegated) => delegated.is_ready(),
-        }
-    }
 }
 
 /// Health probes bypass the in-flight cap: a busy adapter must not be restarted for being busy.
