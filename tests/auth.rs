@@ -44,14 +44,7 @@ async fn the_front_proxy_certificate_with_headers_is_the_user_the_access_review_
         )
         .await;
     assert_eq!(code, 200, "{list}");
-    assert_eq!(
-        values(&list),
-        pairs(&[
-            (SECONDARY_A, "12500m"),
-            (SECONDARY_B, "17500m"),
-            (SECONDARY_C, "20")
-        ])
-    );
+    assert_eq!(values(&list), pairs(&SECONDARIES_RX_PACKETS));
     assert_eq!(
         setup.kube.access_reviews(),
         [json!({

@@ -22,14 +22,7 @@ async fn kubectl_get_raw_reads_discovery_and_per_pod_rates_over_tls() {
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/container_network_receive_packets_per_second?labelSelector=run%3Dsecurity-server-sidecar-secondary",
         )
         .await;
-    assert_eq!(
-        values(&list),
-        pairs(&[
-            (SECONDARY_A, "12500m"),
-            (SECONDARY_B, "17500m"),
-            (SECONDARY_C, "20")
-        ])
-    );
+    assert_eq!(values(&list), pairs(&SECONDARIES_RX_PACKETS));
 
     let external = adapter
         .kubectl_json(

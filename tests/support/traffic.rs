@@ -153,6 +153,13 @@ pub fn wildcard(version: &str, metric: &str, selector: &str) -> String {
     format!("{version}/namespaces/sidecar/pods/%2A/{metric}?labelSelector={selector}")
 }
 
+/// What the adapter serves for `secondaries_rx_packets()`: the table of `sidecar_traffic()`, per pod.
+pub const SECONDARIES_RX_PACKETS: [(&str, &str); 3] = [
+    (SECONDARY_A, "12500m"),
+    (SECONDARY_B, "17500m"),
+    (SECONDARY_C, "20"),
+];
+
 /// The HPA's request for the Secondary pods' received packets per second (v1beta2).
 pub fn secondaries_rx_packets() -> String {
     wildcard(
