@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -237,17 +238,11 @@ fn rbac_is_least_privilege_with_no_wildcard_verbs_and_no_secrets() {
                 "{name}: {verbs:?}"
             );
             assert!(!groups.contains(&"*"), "{name}: wildcard API group");
+            assert!(
+                !resources.iter().any(|r| r.contains('*')),
+                "{name}: wildcard resource {resources:?}"
+            );
             assert!(!resources.contains(&"secrets"), "{name}: reads Secrets");
-            // Metric names are the resources of the metrics groups (contract §9.1): the only wildcard allowed.
-            if resources.contains(&"*") {
-                assert!(
-                    groups
-                        .iter()
-                        .all(|g| ["custom.metrics.k8s.io", "external.metrics.k8s.io"].contains(g)),
-                    "{name}: wildcard resource outside the metrics groups"
-                );
-                assert!(!verbs.contains(&"create") && !verbs.contains(&"update"));
-            }
         }
     }
     let delegator = find(
@@ -275,6 +270,52 @@ fn rbac_is_least_privilege_with_no_wildcard_verbs_and_no_secrets() {
         hpa["subjects"][0]["name"], "horizontal-pod-autoscaler",
         "the HPA controller may read both metrics groups"
     );
+}
+
+/// The rules' resources of `group` in `role`.
+fn resources_of(role: &Value, group: &str) -> BTreeSet<String> {
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rule| {
+            rule["apiGroups"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(group))
+        })
+        .flat_map(|rule| rule["resources"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_metrics_reader_role_names_exactly_the_metrics_the_adapter_serves() {
+    use xroad_metrics_adapter::catalog::{Catalog, DEPLOYMENTS, NAMESPACES, POLICY_METRICS};
+    let objects = rendered("deploy");
+    let role = find(
+        &objects,
+        "ClusterRole",
+        "xroad-metrics-adapter:metrics-reader",
+    );
+    let catalog = Catalog::builtin();
+    // Namespace metrics are `namespaces/<ns>/metrics/<m>`: resource `metrics`, the metric as its name.
+    let custom: BTreeSet<String> = catalog
+        .custom_resources()
+        .map(|(resource, metric, _)| match resource {
+            NAMESPACES => "metrics".to_owned(),
+            _ => format!("{resource}/{metric}"),
+        })
+        .chain(POLICY_METRICS.iter().map(|m| format!("{DEPLOYMENTS}/{m}")))
+        .collect();
+    assert_eq!(resources_of(role, "custom.metrics.k8s.io"), custom);
+    let external: BTreeSet<String> = catalog
+        .metrics()
+        .iter()
+        .map(|m| m.name.clone())
+        .chain(POLICY_METRICS.iter().map(|m| m.to_string()))
+        .collect();
+    assert_eq!(resources_of(role, "external.metrics.k8s.io"), external);
 }
 
 #[test]
