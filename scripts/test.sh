@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"
