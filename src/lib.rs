@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod health;

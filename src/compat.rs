@@ -1,0 +1,7 @@
+//! Compatibility with Prometheus Adapter configurations (`../shared/reference/prometheus-adapter-compat.md`):
+//! the pieces that need no I/O, each tested on its own.
+
+pub mod naming;
+pub mod resources;
+pub mod rules;
+pub mod template;
