@@ -2,6 +2,7 @@
 //! the pieces that need no I/O, each tested on its own.
 
 pub mod naming;
+pub mod query;
 pub mod resources;
 pub mod rules;
 pub mod template;

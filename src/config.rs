@@ -421,6 +421,15 @@ impl Config {
 
     /// Validates `text`; `path` names it in errors.
     pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+        if crate::compat::rules::looks_like_adapter_config(text) {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                message: "this is a Prometheus Adapter configuration (rules, externalRules, resourceRules): \
+                          `check-config` validates it, but serving its rules is not supported yet; the built-in \
+                          metrics need no rules"
+                    .into(),
+            });
+        }
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {

@@ -118,3 +118,50 @@ fn bad_flags_and_files_get_clear_messages() {
         "{text}"
     );
 }
+
+/// The X-Road Sidecar guide's Prometheus Adapter rule (compat reference §2.7), in the chart's values layout.
+const SIDECAR_GUIDE_VALUES: &str = r#"rules:
+  default: false
+  custom:
+  - seriesQuery: 'container_network_receive_packets_total{namespace="sidecar"}'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}
+    name: {matches: "^(.*)_total", as: "${1}_per_minute"}
+    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"#;
+
+#[test]
+fn check_config_explains_a_prometheus_adapter_config_and_serve_says_it_cannot_run_it_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, SIDECAR_GUIDE_VALUES).unwrap();
+    let (ok, text) = adapter(&["check-config", file.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for expected in [
+        "a valid Prometheus Adapter configuration",
+        "name ^(.*)_total -> ${1}_per_minute",
+        r#"query for pods pod-a, pod-b in default: sum(rate(<series>{namespace="default",pod=~"pod-a|pod-b"}[1m])) by (pod)"#,
+        "warning: rules[0]: a rate window of 60s",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    let (ok, text) = adapter(
+        &[
+            &[
+                "serve",
+                "--authentication",
+                "none",
+                "--bind-address",
+                "127.0.0.1",
+                "--config",
+                file.to_str().unwrap(),
+            ],
+            PROM,
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("this is a Prometheus Adapter configuration"),
+        "{text}"
+    );
+}

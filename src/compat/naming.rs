@@ -52,6 +52,14 @@ impl Filter {
         }
     }
 
+    /// `is <regex>` or `isNot <regex>`, for `check-config`.
+    pub fn describe(&self) -> String {
+        match self {
+            Filter::Is(re) => format!("is {}", re.as_str()),
+            Filter::IsNot(re) => format!("isNot {}", re.as_str()),
+        }
+    }
+
     /// Whether `series` passes.
     pub fn keeps(&self, series: &str) -> bool {
         match self {

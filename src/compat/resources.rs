@@ -85,6 +85,9 @@ pub enum ResourcesError {
     /// The template does not parse or render.
     #[error("resources.template: {0}")]
     Template(#[from] TemplateError),
+    /// An override's key is not a Prometheus label name.
+    #[error("resources.overrides: {0:?} is not a Prometheus label name")]
+    LabelName(String),
     /// The template has no `<<.Resource>>`, so no label can be mapped to a resource.
     #[error("resources.template {0:?} must contain <<.Resource>>")]
     NoResource(String),
@@ -115,6 +118,9 @@ impl ResourceMapping {
         template: Option<&str>,
         namespaced: bool,
     ) -> Result<Self, ResourcesError> {
+        if let Some(label) = overrides.keys().find(|l| !crate::promql::is_label_name(l)) {
+            return Err(ResourcesError::LabelName(label.clone()));
+        }
         let overrides = overrides
             .iter()
             .map(|(label, (group, resource))| {
@@ -188,7 +194,7 @@ impl ResourceMapping {
                 ("Resource", Value::Str(singular.to_owned())),
             ]))
             .ok()
-            .filter(|label| !label.is_empty())
+            .filter(|label| crate::promql::is_label_name(label))
     }
 
     /// What the mapping says, for `check-config`.

@@ -1,0 +1,165 @@
+//! The PromQL a Prometheus Adapter rule runs for one request: the `metricsQuery` template's fields built as the
+//! adapter builds them (`../shared/reference/prometheus-adapter-compat.md` §2.4–§2.5, §4), with two
+//! deliberate differences: values inside `=~` are regex-escaped, and a query that groups by the resource label
+//! is not given the list of object names (the caller selects the objects from the answer instead). Pure.
+
+use std::collections::BTreeMap;
+
+use super::resources::GroupResource;
+use super::rules::Rule;
+use super::template::{Data, TemplateError, Value};
+use crate::promql::{self, MatcherError};
+use crate::selector::{LabelSelector, Requirement};
+use kube::core::Expression;
+
+/// Why no query can be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The rule maps no label to the resource (or to namespaces, for a namespaced request).
+    #[error("unable to convert resource {0} into label")]
+    NoLabel(String),
+    /// The metric selector has `>`/`<` or a key that is no Prometheus label name.
+    #[error(transparent)]
+    Selector(#[from] MatcherError),
+    /// The template failed or rendered nothing.
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    /// The template rendered an empty query.
+    #[error("the metricsQuery of this metric renders an empty query")]
+    Empty,
+}
+
+/// Which objects a custom-metrics request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Objects<'a> {
+    /// These names (one, or the objects a wildcard selected).
+    Named(&'a [String]),
+    /// Every object in scope: the answer carries the resource label and the caller picks the objects.
+    InScope,
+}
+
+/// Whether a rule's query keeps the resource label, so that results can be matched to objects without
+/// listing every object name in the query (the Prometheus Adapter's long `=~"a|b|…"` regexes, which grow with
+/// the number of pods until backends refuse them).
+pub fn groups_by_resource(rule: &Rule) -> bool {
+    rule.metrics_query_text.contains(".GroupBy")
+}
+
+fn names_matcher(label: &str, names: &[String]) -> String {
+    match names {
+        [one] => promql::equal(label, one),
+        many => format!(
+            "{label}=~{}",
+            promql::quote(
+                &many
+                    .iter()
+                    .map(|n| promql::regex_literal(n))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            )
+        ),
+    }
+}
+
+/// `.LabelValuesByName` of a selector: the values each `=` or `in` requirement asks for, joined with `|`.
+fn selected_values(selector: &LabelSelector) -> BTreeMap<String, String> {
+    selector
+        .requirements()
+        .iter()
+        .filter_map(|requirement| match requirement {
+            Requirement::Label(Expression::Equal(key, value)) => Some((key.clone(), value.clone())),
+            Requirement::Label(Expression::In(key, values)) => Some((
+                key.clone(),
+                values.iter().cloned().collect::<Vec<_>>().join("|"),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn render(rule: &Rule, data: Data) -> Result<String, QueryError> {
+    let query = rule.metrics_query.render(&data)?;
+    if query.trim().is_empty() {
+        return Err(QueryError::Empty);
+    }
+    Ok(query)
+}
+
+/// The query for a custom-metrics request: `series` (the discovered series behind the metric), objects of
+/// `resource` in `namespace` (none for cluster-scoped resources), and the `metricLabelSelector`.
+pub fn custom_query(
+    rule: &Rule,
+    series: &str,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    objects: Objects<'_>,
+    metric_selector: &LabelSelector,
+) -> Result<String, QueryError> {
+    let resource_label = rule
+        .resources
+        .label_for_resource(resource)
+        .ok_or_else(|| QueryError::NoLabel(resource.qualified()))?;
+    let mut matchers = promql::matchers(metric_selector)?;
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(namespace) = namespace {
+        let label = rule
+            .resources
+            .label_for_resource(&GroupResource {
+                group: String::new(),
+                resource: "namespaces".into(),
+            })
+            .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
+        matchers.push(promql::equal(&label, namespace));
+        values.insert(label, namespace.to_owned());
+    }
+    if let Objects::Named(names) = objects {
+        matchers.push(names_matcher(&resource_label, names));
+        values.insert(resource_label.clone(), names.join("|"));
+    }
+    render(
+        rule,
+        Data::from([
+            ("Series", Value::Str(series.to_owned())),
+            ("LabelMatchers", Value::Str(matchers.join(","))),
+            ("LabelValuesByName", Value::Map(values)),
+            ("GroupBy", Value::Str(resource_label.clone())),
+            ("GroupBySlice", Value::List(vec![resource_label])),
+        ]),
+    )
+}
+
+/// The query for an external-metrics request: the selector's matchers, then the namespace unless the rule
+/// says `namespaced: false`. `.GroupBy` is empty, as in the Prometheus Adapter.
+pub fn external_query(
+    rule: &Rule,
+    series: &str,
+    namespace: &str,
+    selector: &LabelSelector,
+) -> Result<String, QueryError> {
+    let mut matchers = promql::matchers(selector)?;
+    let mut values = selected_values(selector);
+    if rule.resources.namespaced && !namespace.is_empty() {
+        let label = rule
+            .resources
+            .label_for_resource(&GroupResource {
+                group: String::new(),
+                resource: "namespaces".into(),
+            })
+            .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
+        matchers.push(promql::equal(&label, namespace));
+        values.insert(label, namespace.to_owned());
+    }
+    render(
+        rule,
+        Data::from([
+            ("Series", Value::Str(series.to_owned())),
+            ("LabelMatchers", Value::Str(matchers.join(","))),
+            ("LabelValuesByName", Value::Map(values)),
+            ("GroupBy", Value::Str(String::new())),
+            ("GroupBySlice", Value::List(Vec::new())),
+        ]),
+    )
+}
+
+#[cfg(test)]
+mod tests;
