@@ -2,7 +2,7 @@
 //! valid DNS label or `*`, and a routed metric request is always a resource request for the SAR.
 #![no_main]
 
-use axum::http::Method;
+use http::Method;
 use libfuzzer_sys::fuzz_target;
 use xroad_metrics_adapter::auth::attributes::Attributes;
 use xroad_metrics_adapter::server::routes::{Route, route};
