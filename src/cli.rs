@@ -9,11 +9,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tower::ServiceExt;
 
+use crate::adapter_rules::AdapterRules;
 use crate::auth::review::ReviewTiming;
 use crate::auth::trust::TrustOverrides;
 use crate::auth::{Access, Delegated, DelegatedConfig, OverrideFiles};
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
+use crate::compat::rules::AdapterConfig;
 use crate::config::{Config, ConfigError, parse_base_url, parse_duration};
 use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
@@ -21,7 +23,7 @@ use crate::inventory::{self, InventoryError, PodInventory};
 use crate::quantity::Quantity;
 use crate::server::guard::{Guard, Limits};
 use crate::server::{self, AppState, tls};
-use crate::source::PrometheusSource;
+use crate::source::{MetricSource, PrometheusSource};
 use crate::telemetry::{LogFormat, Metrics};
 
 /// xroad-metrics-adapter: custom and external metrics for the HPA, for X-Road Security Server Sidecars.
@@ -82,6 +84,16 @@ pub struct SourceArgs {
     /// Watch pods only in these namespaces (repeatable; default: all).
     #[arg(long = "watch-namespace")]
     pub watch_namespaces: Vec<String>,
+    /// A Prometheus Adapter configuration (its `config.yaml`, or the Helm chart's values) whose rules are
+    /// served next to the built-in metrics.
+    #[arg(long)]
+    pub adapter_config: Option<PathBuf>,
+    /// How often the adapter rules' series are listed again.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub metrics_relist_interval: Duration,
+    /// How recently a series must have had samples to be listed (default: the relist interval).
+    #[arg(long, value_parser = parse_duration)]
+    pub metrics_max_age: Option<Duration>,
 }
 
 /// `serve` flags.
@@ -301,9 +313,11 @@ pub async fn build_state(
     }
     let metrics = Arc::new(Metrics::default());
     guard.register_metrics(&metrics);
-    let source = PrometheusSource::new(&config.prometheus).map_err(message)?;
+    let source: Arc<dyn MetricSource> =
+        Arc::new(PrometheusSource::new(&config.prometheus).map_err(message)?);
+    let rules = adapter_rules(args, &source).await?;
     let cache = Arc::new(QueryCache::new(
-        Arc::new(source),
+        source,
         config.refresh_interval,
         config.max_staleness,
         metrics.clone(),
@@ -335,8 +349,42 @@ pub async fn build_state(
         rate_window: config.rate_window,
         policies: Arc::new(FailurePolicies::new(&config.scale_on_failure)),
         guard,
+        rules,
     });
     Ok((state, inputs))
+}
+
+/// Loads `--adapter-config` and lists its series once, so its metrics are served from the start.
+async fn adapter_rules(
+    args: &SourceArgs,
+    source: &Arc<dyn MetricSource>,
+) -> Result<Option<Arc<AdapterRules>>, CliError> {
+    let Some(path) = &args.adapter_config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| message(format!("cannot read {}: {e}", path.display())))?;
+    let config =
+        AdapterConfig::parse(&text).map_err(|e| message(format!("{}: {e}", path.display())))?;
+    for warning in &config.warnings {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
+    let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
+    if max_age < args.metrics_relist_interval {
+        return Err(message(
+            "--metrics-max-age must be at least --metrics-relist-interval, or series would drop out between relists",
+        ));
+    }
+    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age));
+    match rules.relist().await {
+        Ok(entries) => {
+            tracing::info!(entries, file = %path.display(), "Prometheus Adapter rules listed")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "unable to list the Prometheus Adapter rules' series; retrying at the next relist")
+        }
+    }
+    Ok(Some(rules))
 }
 
 const WATCH_HINT: &str = "pass --kubeconfig FILE, or --inventory FILE to run without a cluster";
@@ -489,6 +537,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let guard = Guard::new(access(&args).await?, limits);
     let (state, inputs) = build_state(&args.source, &config, guard).await?;
     state.cache.spawn_refresher();
+    if let Some(rules) = &state.rules {
+        rules.spawn_relister(args.source.metrics_relist_interval);
+    }
     if let Some(opmonitor) = &config.opmonitor {
         let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
             .map_err(message)?;
@@ -786,8 +837,8 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
         println!("  warning: {warning}");
     }
     println!(
-        "  note: serve does not run Prometheus Adapter rules yet (discovery and serving are the rest of issue #6); \
-         the built-in metrics need no rules (README, Metrics served)"
+        "  serve it with --adapter-config {}; resourceRules (metrics.k8s.io) are not served yet",
+        file.display()
     );
     Ok(())
 }

@@ -425,8 +425,7 @@ impl Config {
             return Err(ConfigError::Syntax {
                 path: path.to_owned(),
                 message: "this is a Prometheus Adapter configuration (rules, externalRules, resourceRules): \
-                          `check-config` validates it, but serving its rules is not supported yet; the built-in \
-                          metrics need no rules"
+                          pass it with --adapter-config; --config takes the adapter's own configuration"
                     .into(),
             });
         }

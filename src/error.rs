@@ -62,6 +62,9 @@ pub enum ApiError {
     /// The request ran longer than `--request-timeout`.
     #[error("the request did not complete within {0:?}")]
     RequestTimeout(std::time::Duration),
+    /// A Prometheus Adapter rule cannot build its query for this request.
+    #[error("unable to build the query: {0}")]
+    RuleQuery(String),
     /// The request URI is longer than the limit.
     #[error("the request URI is longer than {0} bytes")]
     UriTooLong(usize),
@@ -90,7 +93,8 @@ impl ApiError {
             ),
             ApiError::Backend(_)
             | ApiError::InventoryUnavailable
-            | ApiError::PolicyUnavailable(_) => (
+            | ApiError::PolicyUnavailable(_)
+            | ApiError::RuleQuery(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 format!("Internal error occurred: {self}"),

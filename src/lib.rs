@@ -6,6 +6,7 @@
 //! `cache`, `inventory` and `server` sit at the edges.
 #![forbid(unsafe_code)]
 
+pub mod adapter_rules;
 pub mod apis;
 pub mod auth;
 pub mod cache;

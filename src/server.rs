@@ -5,6 +5,7 @@
 
 pub mod guard;
 pub mod routes;
+mod rules;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Serialize;
 
+use crate::adapter_rules::AdapterRules;
 use crate::apis::{
     self, ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP,
     ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference,
@@ -55,6 +57,8 @@ pub struct AppState {
     pub policies: Arc<FailurePolicies>,
     /// Authentication, authorization and request limits.
     pub guard: guard::Guard,
+    /// Prometheus Adapter rules (`--adapter-config`), served next to the built-in metrics.
+    pub rules: Option<Arc<AdapterRules>>,
 }
 
 /// The route kind a response was produced by, for self-metrics.
@@ -155,6 +159,7 @@ async fn dispatch(
                     ApiResource::custom(resource, metric, namespaced)
                 })
                 .chain(policy_metrics(state).map(|m| ApiResource::custom(DEPLOYMENTS, m, true)))
+                .chain(rule_resources(state))
                 .collect(),
         )),
         Route::ExternalDiscovery => json(ApiResourceList::new(
@@ -167,12 +172,37 @@ async fn dispatch(
                 .map(|m| m.name.as_str())
                 .chain(policy_metrics(state))
                 .map(ApiResource::external)
+                .chain(rule_external_metrics(state))
                 .collect(),
         )),
         Route::Custom(request) => json(custom_metric(state, &request, query).await?),
         Route::External { namespace, metric } => {
             json(external_metric(state, &namespace, &metric, query).await?)
         }
+    })
+}
+
+/// The custom metrics the Prometheus Adapter rules found at the last relist.
+fn rule_resources(state: &AppState) -> Vec<ApiResource> {
+    state.rules.as_ref().map_or_else(Vec::new, |rules| {
+        rules
+            .registry()
+            .custom_resources()
+            .map(|(resource, metric, namespaced)| {
+                ApiResource::custom(&resource.qualified(), metric, namespaced)
+            })
+            .collect()
+    })
+}
+
+/// The external metrics the Prometheus Adapter rules found at the last relist.
+fn rule_external_metrics(state: &AppState) -> Vec<ApiResource> {
+    state.rules.as_ref().map_or_else(Vec::new, |rules| {
+        rules
+            .registry()
+            .external_metrics()
+            .map(ApiResource::external)
+            .collect()
     })
 }
 
@@ -342,6 +372,12 @@ async fn custom_metric(
     if request.resource == DEPLOYMENTS && policy_metrics(state).any(|m| m == request.metric) {
         return deployment_metric(state, request);
     }
+    // A rule the user configured wins over a built-in metric of the same name.
+    if let Some(rules) = &state.rules
+        && let Some(result) = rules::custom(state, rules, request, query).await
+    {
+        return result;
+    }
     let def = match request.resource.as_str() {
         PODS | NAMESPACES => state.catalog.pod_metric(&request.metric),
         _ => None,
@@ -475,6 +511,11 @@ async fn external_metric(
 ) -> Result<serde_json::Value, ApiError> {
     if policy_metrics(state).any(|m| m == metric) {
         return external_policy_metric(state, namespace, metric, query);
+    }
+    if let Some(rules) = &state.rules
+        && let Some(result) = rules::external(state, rules, namespace, metric, query).await
+    {
+        return result;
     }
     let def = state
         .catalog

@@ -12,7 +12,10 @@ use futures::future::BoxFuture;
 use prometheus_http_query::response::Data;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::compat::discovery::SeriesKeys;
 use crate::config::{GET_QUERY_LIMIT, HttpMethod, PrometheusConfig};
+
+mod series;
 
 /// One sample of an instant vector: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,11 +72,26 @@ pub trait MetricSource: Send + Sync + 'static {
         &'a self,
         promql: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Sample>, SourceError>>;
+
+    /// The names and label names of the series `selector` matches with samples between `start` and `end`
+    /// (Unix seconds), one entry per name. Sources without discovery find nothing.
+    fn series<'a>(
+        &'a self,
+        _selector: &'a str,
+        _start: i64,
+        _end: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesKeys>, SourceError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// A Prometheus-compatible HTTP API.
 pub struct PrometheusSource {
     client: prometheus_http_query::Client,
+    /// The same HTTP client and base URL, for `/api/v1/series`: prometheus-http-query would keep every
+    /// label value of every series, which is what discovery must not do.
+    http: reqwest::Client,
+    base: String,
     display_url: String,
     method: HttpMethod,
     timeout: Duration,
@@ -108,10 +126,12 @@ impl PrometheusSource {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let base = url.as_str().trim_end_matches('/');
-        let client = prometheus_http_query::Client::from(http, base)
+        let client = prometheus_http_query::Client::from(http.clone(), base)
             .map_err(|e| format!("invalid Prometheus URL {}: {e}", redacted(url)))?;
         Ok(Self {
             client,
+            http,
+            base: base.to_owned(),
             display_url: redacted(url),
             method: config.method,
             timeout: config.timeout,
@@ -195,6 +215,51 @@ impl MetricSource for PrometheusSource {
                 }]),
                 Data::Matrix(_) => Err(SourceError::UnexpectedResult("range vector")),
             }
+        })
+    }
+
+    fn series<'a>(
+        &'a self,
+        selector: &'a str,
+        start: i64,
+        end: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesKeys>, SourceError>> {
+        Box::pin(async move {
+            let transport = |e: reqwest::Error| {
+                if e.is_timeout() {
+                    SourceError::Timeout(self.timeout)
+                } else {
+                    SourceError::Unreachable {
+                        url: self.display_url.clone(),
+                        cause: root_cause(&e),
+                    }
+                }
+            };
+            // POST: a long selector never meets a URL limit (metric-backends.md §1).
+            let response = self
+                .http
+                .post(format!("{}/api/v1/series", self.base))
+                .form(&[
+                    ("match[]", selector.to_owned()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                ])
+                .send()
+                .await
+                .map_err(transport)?;
+            let body = response.bytes().await.map_err(transport)?;
+            let answer: series::SeriesAnswer =
+                serde_json::from_slice(&body).map_err(|e| SourceError::Rejected {
+                    error_type: "bad_response".into(),
+                    message: format!("not a Prometheus API answer: {e}"),
+                })?;
+            if answer.status != "success" {
+                return Err(SourceError::Rejected {
+                    error_type: answer.error_type,
+                    message: answer.error,
+                });
+            }
+            Ok(answer.into_keys())
         })
     }
 }

@@ -130,7 +130,7 @@ const SIDECAR_GUIDE_VALUES: &str = r#"rules:
 "#;
 
 #[test]
-fn check_config_explains_a_prometheus_adapter_config_and_serve_says_it_cannot_run_it_yet() {
+fn check_config_explains_a_prometheus_adapter_config_and_config_points_to_adapter_config() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("values.yaml");
     std::fs::write(&file, SIDECAR_GUIDE_VALUES).unwrap();
@@ -161,7 +161,8 @@ fn check_config_explains_a_prometheus_adapter_config_and_serve_says_it_cannot_ru
     );
     assert!(!ok);
     assert!(
-        text.contains("this is a Prometheus Adapter configuration"),
+        text.contains("this is a Prometheus Adapter configuration")
+            && text.contains("pass it with --adapter-config"),
         "{text}"
     );
 }

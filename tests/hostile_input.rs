@@ -50,6 +50,7 @@ fn recording_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
         rate_window: base.rate_window,
         policies: base.policies.clone(),
         guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
+        rules: None,
     })
 }
 

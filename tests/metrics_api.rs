@@ -398,6 +398,7 @@ async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
         rate_window: state.rate_window,
         policies: state.policies.clone(),
         guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
+        rules: None,
     });
     let (code, text) = get(&unsynced, "/readyz").await;
     assert_eq!(code, 500);

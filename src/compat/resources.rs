@@ -40,35 +40,67 @@ pub struct KnownResource {
     pub singular: &'static str,
     /// Whether objects live in a namespace.
     pub namespaced: bool,
+    /// The kind, for `describedObject.kind`.
+    pub kind: &'static str,
+    /// The served version, for `describedObject.apiVersion`.
+    pub version: &'static str,
+}
+
+impl KnownResource {
+    /// `v1`, `apps/v1`: the `apiVersion` of objects of this kind.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
 }
 
 macro_rules! known {
-    ($($group:literal $plural:literal $singular:literal $namespaced:literal),* $(,)?) => {
-        &[$(KnownResource { group: $group, plural: $plural, singular: $singular, namespaced: $namespaced }),*]
+    ($($group:literal $version:literal $kind:literal $plural:literal $singular:literal $namespaced:literal),* $(,)?) => {
+        &[$(KnownResource {
+            group: $group, version: $version, kind: $kind, plural: $plural, singular: $singular, namespaced: $namespaced,
+        }),*]
     };
 }
 
 /// The core kinds, as the RESTMapper of a plain cluster knows them.
 pub const BUILT_IN: &[KnownResource] = known![
-    "" "pods" "pod" true,
-    "" "namespaces" "namespace" false,
-    "" "nodes" "node" false,
-    "" "services" "service" true,
-    "" "endpoints" "endpoints" true,
-    "" "persistentvolumes" "persistentvolume" false,
-    "" "persistentvolumeclaims" "persistentvolumeclaim" true,
-    "" "replicationcontrollers" "replicationcontroller" true,
-    "" "configmaps" "configmap" true,
-    "apps" "deployments" "deployment" true,
-    "apps" "statefulsets" "statefulset" true,
-    "apps" "daemonsets" "daemonset" true,
-    "apps" "replicasets" "replicaset" true,
-    "batch" "jobs" "job" true,
-    "batch" "cronjobs" "cronjob" true,
-    "autoscaling" "horizontalpodautoscalers" "horizontalpodautoscaler" true,
-    "networking.k8s.io" "ingresses" "ingress" true,
-    "policy" "poddisruptionbudgets" "poddisruptionbudget" true,
+    "" "v1" "Pod" "pods" "pod" true,
+    "" "v1" "Namespace" "namespaces" "namespace" false,
+    "" "v1" "Node" "nodes" "node" false,
+    "" "v1" "Service" "services" "service" true,
+    "" "v1" "Endpoints" "endpoints" "endpoints" true,
+    "" "v1" "PersistentVolume" "persistentvolumes" "persistentvolume" false,
+    "" "v1" "PersistentVolumeClaim" "persistentvolumeclaims" "persistentvolumeclaim" true,
+    "" "v1" "ReplicationController" "replicationcontrollers" "replicationcontroller" true,
+    "" "v1" "ConfigMap" "configmaps" "configmap" true,
+    "apps" "v1" "Deployment" "deployments" "deployment" true,
+    "apps" "v1" "StatefulSet" "statefulsets" "statefulset" true,
+    "apps" "v1" "DaemonSet" "daemonsets" "daemonset" true,
+    "apps" "v1" "ReplicaSet" "replicasets" "replicaset" true,
+    "batch" "v1" "Job" "jobs" "job" true,
+    "batch" "v1" "CronJob" "cronjobs" "cronjob" true,
+    "autoscaling" "v2" "HorizontalPodAutoscaler" "horizontalpodautoscalers" "horizontalpodautoscaler" true,
+    "networking.k8s.io" "v1" "Ingress" "ingresses" "ingress" true,
+    "policy" "v1" "PodDisruptionBudget" "poddisruptionbudgets" "poddisruptionbudget" true,
 ];
+
+/// The group-resource of a request path segment: `pods`, `pod`, `deployments.apps`, `deployment.apps`.
+pub fn parse_group_resource(segment: &str) -> GroupResource {
+    let (resource, group) = segment.split_once('.').unwrap_or((segment, ""));
+    match resolve(group, resource) {
+        Some(known) => GroupResource {
+            group: known.group.to_owned(),
+            resource: known.plural.to_owned(),
+        },
+        None => GroupResource {
+            group: group.to_owned(),
+            resource: resource.to_ascii_lowercase(),
+        },
+    }
+}
 
 /// The known resource `name` (plural or singular, any case) names in `group`; with an empty group, the
 /// first kind of that name in any group (as `kubectl` resolves `deployment`).
@@ -314,6 +346,33 @@ mod tests {
             Some(gr("", "pods"))
         );
         assert_eq!(mapping.resource_for_label("pod"), Some(gr("", "pods")));
+    }
+
+    #[test]
+    fn request_segments_normalise_to_plural_group_resources() {
+        assert_eq!(parse_group_resource("pods"), gr("", "pods"));
+        assert_eq!(parse_group_resource("pod"), gr("", "pods"));
+        assert_eq!(
+            parse_group_resource("deployments.apps"),
+            gr("apps", "deployments")
+        );
+        assert_eq!(
+            parse_group_resource("deployment.apps"),
+            gr("apps", "deployments")
+        );
+        assert_eq!(
+            parse_group_resource("ingresses.networking.k8s.io"),
+            gr("networking.k8s.io", "ingresses")
+        );
+        assert_eq!(
+            parse_group_resource("widgets.example.com"),
+            gr("example.com", "widgets")
+        );
+        assert_eq!(
+            resolve("apps", "deployments").unwrap().api_version(),
+            "apps/v1"
+        );
+        assert_eq!(resolve("", "pods").unwrap().api_version(), "v1");
     }
 
     #[test]

@@ -190,8 +190,31 @@ pub async fn adapter_with(
         inventory: Some(inventory.to_owned()),
         kubeconfig: None,
         watch_namespaces: vec![],
+        adapter_config: None,
+        metrics_relist_interval: Duration::from_secs(60),
+        metrics_max_age: None,
     };
     cli::build_state(&args, &config, guard).await.unwrap()
+}
+
+/// The Sidecar adapter serving the Prometheus Adapter rules in `adapter_config` too (listed once, at start).
+pub async fn with_adapter_rules(prometheus_url: &str, adapter_config: &Path) -> Arc<AppState> {
+    let mut config = Config::default();
+    config.prometheus.url = Some(prometheus_url.parse().unwrap());
+    let args = SourceArgs {
+        prometheus_url: None,
+        config: None,
+        inventory: Some(INVENTORY.into()),
+        kubeconfig: None,
+        watch_namespaces: vec![],
+        adapter_config: Some(adapter_config.to_owned()),
+        metrics_relist_interval: Duration::from_secs(60),
+        metrics_max_age: None,
+    };
+    cli::build_state(&args, &config, Guard::anonymous())
+        .await
+        .unwrap()
+        .0
 }
 
 /// The Sidecar adapter of `state()` behind `guard`.
