@@ -1,0 +1,209 @@
+//! Memory of Prometheus Adapter discovery: the adapter's resident set with the Helm chart's default rules over
+//! 100,000 series in a real Prometheus, against the same adapter without rules (the baseline, same script).
+//!
+//! The series: 1,000 pods, each with 40 `container_*` series (rules 1-3) and 60 application series with
+//! `namespace`, `pod`, `job`, `service` and `instance` labels (rules 4-6, the ones that blow up the
+//! Prometheus Adapter). Each adapter runs as its own process; the figures are `VmRSS` once serving (the first
+//! relist is done before the port opens) and `VmHWM`, the peak.
+//!
+//! Run with `cargo bench --bench discovery_memory` (needs Debian's `prometheus`; `scripts/install-deps.sh`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+const PODS: usize = 1_000;
+const CONTAINER_METRICS: usize = 40;
+const APP_METRICS: usize = 60;
+
+fn series_data() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut out = String::new();
+    let mut family = |name: String, kind: &str, labels: &dyn Fn(usize) -> String| {
+        out.push_str(&format!(
+            "# TYPE {} {kind}\n",
+            name.trim_end_matches("_total")
+        ));
+        for pod in 0..PODS {
+            for (i, t) in [now - 30, now - 15].into_iter().enumerate() {
+                out.push_str(&format!("{name}{{{}}} {} {t}\n", labels(pod), i + 1));
+            }
+        }
+    };
+    for m in 0..CONTAINER_METRICS {
+        let name = match m % 3 {
+            0 => format!("container_metric_{m}_seconds_total"),
+            1 => format!("container_metric_{m}_total"),
+            _ => format!("container_metric_{m}_bytes"),
+        };
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        family(name, kind, &|pod| {
+            format!(
+                "namespace=\"ns-{}\",pod=\"pod-{pod}\",container=\"app\",id=\"/kubepods/pod-{pod}/app\",image=\"registry.example.com/app:1.{pod}\"",
+                pod % 50
+            )
+        });
+    }
+    for m in 0..APP_METRICS {
+        let name = if m % 2 == 0 {
+            format!("app_metric_{m}_total")
+        } else {
+            format!("app_metric_{m}")
+        };
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        family(name, kind, &|pod| {
+            format!(
+                "namespace=\"ns-{}\",pod=\"pod-{pod}\",job=\"app\",service=\"svc-{}\",instance=\"10.0.{}.{}:8080\"",
+                pod % 50,
+                pod % 50,
+                pod / 250,
+                pod % 250
+            )
+        });
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+struct Adapter {
+    child: Child,
+    port: u16,
+    /// Trusts the CA the adapter generated.
+    client: reqwest::Client,
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_adapter(prometheus: &Prometheus, extra: &[&str]) -> Adapter {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+        .args([
+            "serve",
+            "--authentication",
+            "none",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--secure-port",
+            &port.to_string(),
+            "--prometheus-url",
+            &prometheus.url,
+        ])
+        .args(["--inventory", INVENTORY, "--cert-dir"])
+        .arg(&dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if let Ok(ca) = std::fs::read(dir.join("ca.crt")) {
+            let client = reqwest::Client::builder()
+                .tls_certs_merge([reqwest::Certificate::from_pem(&ca).unwrap()])
+                .build()
+                .unwrap();
+            if client
+                .get(format!("https://localhost:{port}/readyz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Adapter {
+                    child,
+                    port,
+                    client,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the adapter did not start");
+}
+
+/// `VmRSS` and `VmHWM` of `pid`, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn discovered(adapter: &Adapter) -> usize {
+    let list: serde_json::Value = adapter
+        .client
+        .get(format!(
+            "https://localhost:{}/apis/custom.metrics.k8s.io/v1beta2",
+            adapter.port
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["resources"].as_array().unwrap().len()
+}
+
+#[tokio::main]
+async fn main() {
+    let series = PODS * (CONTAINER_METRICS + APP_METRICS);
+    let prometheus = Prometheus::start_openmetrics(&series_data()).await;
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(rules.path(), "rules:\n  default: true\n").unwrap();
+
+    let baseline = start_adapter(&prometheus, &[]).await;
+    let with_rules = start_adapter(
+        &prometheus,
+        &["--adapter-config", rules.path().to_str().unwrap()],
+    )
+    .await;
+    let (base_entries, rule_entries) = (discovered(&baseline).await, discovered(&with_rules).await);
+    let (base_rss, base_peak) = memory(baseline.child.id());
+    let (rss, peak) = memory(with_rules.child.id());
+    println!("{series} series in Prometheus; the Helm chart's default rules");
+    println!(
+        "baseline (built-in metrics only): {base_entries:>5} discovery entries, RSS {base_rss:7.1} MiB, peak {base_peak:7.1} MiB"
+    );
+    println!(
+        "with the default rules:           {rule_entries:>5} discovery entries, RSS {rss:7.1} MiB, peak {peak:7.1} MiB"
+    );
+    println!(
+        "ratio to baseline: RSS {:.2}, peak {:.2}; discovery costs {:.1} MiB resident ({:.0} bytes per series)",
+        rss / base_rss,
+        peak / base_peak,
+        rss - base_rss,
+        (rss - base_rss) * 1024.0 * 1024.0 / series as f64
+    );
+}
