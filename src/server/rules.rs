@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::routes::{CustomRequest, ObjectName};
-use super::{AppState, metric_matchers, quantity, selector_param};
+use super::{AppState, quantity, selector_param};
 use crate::adapter_rules::AdapterRules;
 use crate::apis::{self, ExternalMetricValue, MetricValue, ObjectReference};
 use crate::catalog::PODS;
@@ -59,8 +59,6 @@ pub(super) async fn custom(
     Some(
         async {
             let metric_selector = selector_param(query, "metricLabelSelector")?.unwrap_or_default();
-            // Validates the selector as the built-in metrics do, before any object is looked up.
-            metric_matchers(Some(&metric_selector), "metricLabelSelector")?;
             let object_selector = selector_param(query, "labelSelector")?;
             let namespace = request.namespace.as_deref();
             let wanted: Option<Vec<String>> = match (&request.name, namespace) {
@@ -83,8 +81,9 @@ pub(super) async fn custom(
             if wanted.as_ref().is_some_and(Vec::is_empty) {
                 return Ok(apis::metric_value_list(request.version, &[]));
             }
+            // One name is one equality matcher; many are a regex only where the answer cannot be sorted out.
             let objects = match &wanted {
-                Some(names) if !groups_by_resource(rule) => Objects::Named(names),
+                Some(names) if names.len() == 1 || !groups_by_resource(rule) => Objects::Named(names),
                 _ => Objects::InScope,
             };
             let promql = custom_query(rule, &source.series, &resource, namespace, objects, &metric_selector)
