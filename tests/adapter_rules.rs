@@ -85,14 +85,7 @@ async fn the_sidecar_guides_rule_serves_its_name_with_the_prometheus_adapters_va
     assert_eq!(code, 200, "{list}");
     // The rule sums every series of a pod, so A's app-container copy counts twice: what the Prometheus
     // Adapter serves with this rule (and the built-in legacy metric reproduces).
-    assert_eq!(
-        values(&list),
-        pairs(&[
-            (SECONDARY_A, "25"),
-            (SECONDARY_B, "17500m"),
-            (SECONDARY_C, "20")
-        ])
-    );
+    assert_eq!(values(&list), pairs(&SECONDARIES_LEGACY_PER_MINUTE));
     // The same query sent straight to Prometheus, as the Prometheus Adapter renders it.
     let direct = prometheus
         .query(&format!(

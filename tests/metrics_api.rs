@@ -98,14 +98,7 @@ async fn legacy_per_minute_name_serves_exactly_what_the_sidecar_guide_rule_retur
     .await;
     assert_eq!(code, 200, "{list}");
     // The rule summed every series of a pod, so A's app-container copy counts twice, as it did before.
-    assert_eq!(
-        values(&list),
-        pairs(&[
-            (SECONDARY_A, "25"),
-            (SECONDARY_B, "17500m"),
-            (SECONDARY_C, "20")
-        ])
-    );
+    assert_eq!(values(&list), pairs(&SECONDARIES_LEGACY_PER_MINUTE));
     assert_eq!(list["items"][0]["windowSeconds"], 60);
 
     // The Prometheus Adapter rule of the guide, rendered as it rendered it (pod-name regex and all).

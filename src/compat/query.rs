@@ -77,6 +77,26 @@ fn selected_values(selector: &LabelSelector) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Adds `<namespace label>="<namespace>"` to the matchers and to `.LabelValuesByName`.
+fn scope_to_namespace(
+    rule: &Rule,
+    namespace: &str,
+    matchers: &mut Vec<String>,
+    values: &mut BTreeMap<String, String>,
+) -> Result<(), QueryError> {
+    let namespaces = GroupResource {
+        group: String::new(),
+        resource: "namespaces".into(),
+    };
+    let label = rule
+        .resources
+        .label_for_resource(&namespaces)
+        .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
+    matchers.push(promql::equal(&label, namespace));
+    values.insert(label, namespace.to_owned());
+    Ok(())
+}
+
 fn render(rule: &Rule, data: Data) -> Result<String, QueryError> {
     let query = rule.metrics_query.render(&data)?;
     if query.trim().is_empty() {
@@ -102,15 +122,7 @@ pub fn custom_query(
     let mut matchers = promql::matchers(metric_selector)?;
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     if let Some(namespace) = namespace {
-        let label = rule
-            .resources
-            .label_for_resource(&GroupResource {
-                group: String::new(),
-                resource: "namespaces".into(),
-            })
-            .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
-        matchers.push(promql::equal(&label, namespace));
-        values.insert(label, namespace.to_owned());
+        scope_to_namespace(rule, namespace, &mut matchers, &mut values)?;
     }
     if let Objects::Named(names) = objects {
         matchers.push(names_matcher(&resource_label, names));
@@ -139,15 +151,7 @@ pub fn external_query(
     let mut matchers = promql::matchers(selector)?;
     let mut values = selected_values(selector);
     if rule.resources.namespaced && !namespace.is_empty() {
-        let label = rule
-            .resources
-            .label_for_resource(&GroupResource {
-                group: String::new(),
-                resource: "namespaces".into(),
-            })
-            .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
-        matchers.push(promql::equal(&label, namespace));
-        values.insert(label, namespace.to_owned());
+        scope_to_namespace(rule, namespace, &mut matchers, &mut values)?;
     }
     render(
         rule,

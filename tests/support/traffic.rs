@@ -160,6 +160,14 @@ pub const SECONDARIES_RX_PACKETS: [(&str, &str); 3] = [
     (SECONDARY_C, "20"),
 ];
 
+/// What the Sidecar guide's Prometheus Adapter rule gives the Secondary pods (`…_per_minute`): it sums every
+/// series of a pod, so A's app-container copy counts twice.
+pub const SECONDARIES_LEGACY_PER_MINUTE: [(&str, &str); 3] = [
+    (SECONDARY_A, "25"),
+    (SECONDARY_B, "17500m"),
+    (SECONDARY_C, "20"),
+];
+
 /// The HPA's request for the Secondary pods' received packets per second (v1beta2).
 pub fn secondaries_rx_packets() -> String {
     wildcard(
