@@ -15,6 +15,8 @@ use crate::selector::{LabelSelector, Requirement};
 pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 /// The external-metrics API group.
 pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+/// The resource-metrics API group (`kubectl top`), served from Prometheus Adapter `resourceRules`.
+pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
 
 /// A served version of `custom.metrics.k8s.io`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,11 @@ impl ApiGroup {
         Self::new(EXTERNAL_GROUP, &["v1beta1"])
     }
 
+    /// `metrics.k8s.io` v1beta1.
+    pub fn resource() -> Self {
+        Self::new(RESOURCE_GROUP, &["v1beta1"])
+    }
+
     /// The standalone document served at `/apis/<group>`.
     pub fn document(mut self) -> Self {
         self.kind = Some("APIGroup");
@@ -107,12 +114,16 @@ pub struct ApiGroupList {
 }
 
 impl ApiGroupList {
-    /// Both groups this adapter serves.
-    pub fn served() -> Self {
+    /// The groups this adapter serves: both metrics groups always, `metrics.k8s.io` with resource rules.
+    pub fn served(resource_metrics: bool) -> Self {
+        let mut groups = vec![ApiGroup::custom(), ApiGroup::external()];
+        if resource_metrics {
+            groups.push(ApiGroup::resource());
+        }
         Self {
             kind: "APIGroupList",
             api_version: "v1",
-            groups: vec![ApiGroup::custom(), ApiGroup::external()],
+            groups,
         }
     }
 }
@@ -125,10 +136,21 @@ pub struct ApiResource {
     singular_name: &'static str,
     namespaced: bool,
     kind: &'static str,
-    verbs: [&'static str; 1],
+    verbs: &'static [&'static str],
 }
 
 impl ApiResource {
+    /// `pods` or `nodes` in `metrics.k8s.io`.
+    pub fn resource_metrics(name: &str, kind: &'static str, namespaced: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            singular_name: "",
+            namespaced,
+            kind,
+            verbs: &["get", "list"],
+        }
+    }
+
     /// `<resource>/<metric>` in custom metrics.
     pub fn custom(resource: &str, metric: &str, namespaced: bool) -> Self {
         Self {
@@ -136,7 +158,7 @@ impl ApiResource {
             singular_name: "",
             namespaced,
             kind: "MetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         }
     }
 
@@ -147,7 +169,7 @@ impl ApiResource {
             singular_name: "",
             namespaced: true,
             kind: "ExternalMetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         }
     }
 }
@@ -434,3 +456,98 @@ impl Status {
 
 #[cfg(test)]
 mod tests;
+
+/// A Go `time.Duration` string, as `metav1.Duration` serialises: `30s`, `3m0s`, `1h0m0s`.
+pub fn go_duration(duration: std::time::Duration) -> String {
+    let total = duration.as_secs();
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// One container's usage in a `PodMetrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerMetrics {
+    /// The container.
+    pub name: String,
+    /// `cpu` (cores) and `memory` (bytes) as quantities.
+    pub usage: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceMeta<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    creation_timestamp: String,
+}
+
+/// CPU in cores and memory in bytes as the quantities metrics-server writes (`1234567n`, `123456Ki`).
+pub fn usage(cpu_cores: f64, memory_bytes: f64) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("cpu", format!("{}n", (cpu_cores * 1e9).round() as i64)),
+        (
+            "memory",
+            format!("{}Ki", (memory_bytes / 1024.0).round() as i64),
+        ),
+    ])
+}
+
+/// A `PodMetrics` object (`metrics.k8s.io/v1beta1`).
+pub fn pod_metrics(
+    namespace: &str,
+    name: &str,
+    timestamp: i64,
+    window: std::time::Duration,
+    containers: Vec<ContainerMetrics>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "PodMetrics",
+        "apiVersion": format!("{RESOURCE_GROUP}/v1beta1"),
+        "metadata": ResourceMeta { name, namespace: Some(namespace), creation_timestamp: rfc3339(timestamp) },
+        "timestamp": rfc3339(timestamp),
+        "window": go_duration(window),
+        "containers": containers,
+    })
+}
+
+/// A `NodeMetrics` object.
+pub fn node_metrics(
+    name: &str,
+    timestamp: i64,
+    window: std::time::Duration,
+    usage: BTreeMap<&'static str, String>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "NodeMetrics",
+        "apiVersion": format!("{RESOURCE_GROUP}/v1beta1"),
+        "metadata": ResourceMeta { name, namespace: None, creation_timestamp: rfc3339(timestamp) },
+        "timestamp": rfc3339(timestamp),
+        "window": go_duration(window),
+        "usage": usage,
+    })
+}
+
+/// `PodMetricsList` or `NodeMetricsList` around `items` (each item loses its own `kind`/`apiVersion`).
+pub fn resource_metrics_list(kind: &str, items: Vec<serde_json::Value>) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|mut item| {
+            if let Some(object) = item.as_object_mut() {
+                object.remove("kind");
+                object.remove("apiVersion");
+            }
+            item
+        })
+        .collect();
+    serde_json::json!({
+        "kind": kind,
+        "apiVersion": format!("{RESOURCE_GROUP}/v1beta1"),
+        "metadata": {},
+        "items": items,
+    })
+}

@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod naming;
 pub mod query;
+pub mod resource_metrics;
 pub mod resources;
 pub mod rules;
 pub mod template;

@@ -62,6 +62,9 @@ pub enum ApiError {
     /// The request ran longer than `--request-timeout`.
     #[error("the request did not complete within {0:?}")]
     RequestTimeout(std::time::Duration),
+    /// `metrics.k8s.io`: the named pod or node has no usage (the metrics-server wording).
+    #[error("{0} not found")]
+    ResourceMetricsNotFound(String),
     /// A Prometheus Adapter rule cannot build its query for this request.
     #[error("unable to build the query: {0}")]
     RuleQuery(String),
@@ -81,7 +84,8 @@ impl ApiError {
         let (code, reason, message) = match self {
             ApiError::PathNotFound
             | ApiError::MetricNotFound { .. }
-            | ApiError::ObjectMetricNotFound { .. } => {
+            | ApiError::ObjectMetricNotFound { .. }
+            | ApiError::ResourceMetricsNotFound(_) => {
                 (StatusCode::NOT_FOUND, "NotFound", self.to_string())
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", self.to_string()),

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::adapter_rules::AdapterRules;
 use crate::apis::{
     self, ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP,
-    ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference,
+    ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference, RESOURCE_GROUP,
 };
 use crate::auth::PeerCertificates;
 use crate::cache::QueryCache;
@@ -75,6 +75,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz/{check}", get(readyz))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .route("/api", get(core_api_versions))
         .route("/apis", any(api))
         .route("/apis/{*rest}", any(api))
         .fallback(not_found)
@@ -146,9 +147,27 @@ async fn dispatch(
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
     Ok(match route {
-        Route::Groups => json(ApiGroupList::served()),
+        Route::Groups => json(ApiGroupList::served(serves_resource_metrics(state))),
         Route::Group(CUSTOM_GROUP) => json(ApiGroup::custom().document()),
-        Route::Group(_) => json(ApiGroup::external().document()),
+        Route::Group(EXTERNAL_GROUP) => json(ApiGroup::external().document()),
+        Route::Group(_) | Route::ResourceDiscovery if !serves_resource_metrics(state) => {
+            return Err(ApiError::PathNotFound);
+        }
+        Route::Group(_) => json(ApiGroup::resource().document()),
+        Route::ResourceDiscovery => json(ApiResourceList::new(
+            RESOURCE_GROUP,
+            "v1beta1",
+            vec![
+                ApiResource::resource_metrics("nodes", "NodeMetrics", false),
+                ApiResource::resource_metrics("pods", "PodMetrics", true),
+            ],
+        )),
+        Route::PodMetrics { .. } | Route::NodeMetrics { .. } => match &state.rules {
+            Some(rules) if serves_resource_metrics(state) => {
+                json(rules::resource_metrics(state, rules, &route, query).await?)
+            }
+            _ => return Err(ApiError::PathNotFound),
+        },
         Route::CustomDiscovery(version) => json(ApiResourceList::new(
             CUSTOM_GROUP,
             version.as_str(),
@@ -180,6 +199,14 @@ async fn dispatch(
             json(external_metric(state, &namespace, &metric, query).await?)
         }
     })
+}
+
+/// Whether `metrics.k8s.io` is served: only with Prometheus Adapter `resourceRules`.
+fn serves_resource_metrics(state: &AppState) -> bool {
+    state
+        .rules
+        .as_ref()
+        .is_some_and(|r| r.config.resource_rules.is_some())
 }
 
 /// The custom metrics the Prometheus Adapter rules found at the last relist.
@@ -652,6 +679,15 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         check_name(&uri),
         uri.query(),
         info,
+    )
+}
+
+/// `/api`: no core group here. kubectl's discovery starts with `/api`, so answering it (empty) lets kubectl talk
+/// to the adapter directly, as the quick start and `kubectl top` against a lone adapter do; behind the
+/// aggregator this path is never forwarded.
+async fn core_api_versions() -> Response {
+    json(
+        serde_json::json!({"kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": []}),
     )
 }
 

@@ -226,3 +226,196 @@ async fn a_new_series_is_served_after_the_next_relist() {
             .is_some()
     );
 }
+
+/// `resourceRules` as the chart's `rules.resource` example writes them (compat reference §2.6).
+const RESOURCE_RULES: &str = r#"
+rules:
+  default: false
+  resource:
+    cpu:
+      containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
+      nodeQuery: 'sum(rate(node_cpu_seconds_total{mode!="idle",<<.LabelMatchers>>}[3m])) by (<<.GroupBy>>)'
+      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+      containerLabel: container
+    memory:
+      containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+      nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+      containerLabel: container
+    window: 3m
+"#;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// CPU counters and memory gauges for the Secondary pods and one node: A uses 250m and 100Mi, B 500m and
+/// 200Mi (plus its pause container, which `container!=""` keeps and the sum adds), C has no memory series.
+fn usage_data() -> String {
+    let container = |pod: &str, container: &str| {
+        vec![
+            ("namespace", NAMESPACE.to_owned()),
+            ("pod", pod.to_owned()),
+            ("container", container.to_owned()),
+        ]
+    };
+    let cpu = |pod: &str, name: &str, per_second: f64| Counter {
+        name: "container_cpu_usage_seconds_total",
+        labels: container(pod, name),
+        per_second,
+    };
+    let node_cpu = |mode: &str, per_second: f64| Counter {
+        name: "node_cpu_seconds_total",
+        labels: vec![("node", "node-1".to_owned()), ("mode", mode.to_owned())],
+        per_second,
+    };
+    let counters = openmetrics(&[
+        cpu(SECONDARY_A, "security-server-sidecar", 0.25),
+        cpu(SECONDARY_B, "security-server-sidecar", 0.5),
+        cpu(SECONDARY_C, "security-server-sidecar", 0.125),
+        node_cpu("user", 1.5),
+        node_cpu("idle", 2.0),
+    ]);
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let gauges = |name: &str, series: &[(String, f64)]| -> String {
+        let mut out = format!("# TYPE {name} gauge\n");
+        for (labels, value) in series {
+            for t in (end - 3600..end + 1800).step_by(15) {
+                out.push_str(&format!("{name}{{{labels}}} {value} {t}\n"));
+            }
+        }
+        out
+    };
+    let pod = |pod: &str, container: &str| {
+        format!("namespace=\"{NAMESPACE}\",pod=\"{pod}\",container=\"{container}\"")
+    };
+    let node = |value: f64| vec![("node=\"node-1\"".to_owned(), value)];
+    format!(
+        "{}{}{}{}# EOF\n",
+        counters.trim_end().trim_end_matches("# EOF"),
+        gauges(
+            "container_memory_working_set_bytes",
+            &[
+                (pod(SECONDARY_A, "security-server-sidecar"), 100.0 * MIB),
+                (pod(SECONDARY_B, "security-server-sidecar"), 150.0 * MIB),
+                (pod(SECONDARY_B, "istio-proxy"), 50.0 * MIB),
+            ]
+        ),
+        gauges("node_memory_MemTotal_bytes", &node(8192.0 * MIB)),
+        gauges("node_memory_MemAvailable_bytes", &node(6144.0 * MIB)),
+    )
+}
+
+async fn resource_adapter(
+    prometheus: &Prometheus,
+) -> (
+    Arc<xroad_metrics_adapter::server::AppState>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, RESOURCE_RULES).unwrap();
+    (with_adapter_rules(&prometheus.url, &file).await, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them() {
+    let prometheus = Prometheus::start_openmetrics(&usage_data()).await;
+    let (state, _dir) = resource_adapter(&prometheus).await;
+    let (_, groups) = get(&state, "/apis").await;
+    assert!(
+        groups.to_string().contains("metrics.k8s.io/v1beta1"),
+        "{groups}"
+    );
+    let (code, list) = get(
+        &state,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods",
+    )
+    .await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["kind"], "PodMetricsList");
+    let pods: Vec<(String, serde_json::Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["metadata"]["name"].as_str().unwrap().to_owned(),
+                i["containers"].clone(),
+            )
+        })
+        .collect();
+    // C has CPU but no memory series: left out, as the Prometheus Adapter leaves it out.
+    assert_eq!(pods.len(), 2, "{list}");
+    assert_eq!(pods[0].0, SECONDARY_A);
+    assert_eq!(
+        pods[0].1,
+        serde_json::json!([{"name": "security-server-sidecar", "usage": {"cpu": "250000000n", "memory": "102400Ki"}}])
+    );
+    assert_eq!(
+        pods[1].1,
+        serde_json::json!([
+            {"name": "istio-proxy", "usage": {"cpu": "0n", "memory": "51200Ki"}},
+            {"name": "security-server-sidecar", "usage": {"cpu": "500000000n", "memory": "153600Ki"}}
+        ])
+    );
+    assert_eq!(list["items"][0]["window"], "3m0s");
+    let (code, one) = get(
+        &state,
+        &format!("/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods/{SECONDARY_A}"),
+    )
+    .await;
+    assert_eq!(
+        (code, &one["kind"]),
+        (200, &serde_json::json!("PodMetrics")),
+        "{one}"
+    );
+    let (code, missing) = get(
+        &state,
+        &format!("/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods/{SECONDARY_C}"),
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        missing["message"],
+        format!("podmetrics.metrics.k8s.io \"sidecar/{SECONDARY_C}\" not found")
+    );
+    let (code, nodes) = get(&state, "/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(code, 200, "{nodes}");
+    assert_eq!(
+        nodes["items"][0]["usage"],
+        serde_json::json!({"cpu": "1500000000n", "memory": "2097152Ki"}),
+        "idle CPU excluded; memory = total - available"
+    );
+}
+
+/// `kubectl top pod NAME` reads one PodMetrics straight from the adapter. (The list forms, and `top node`,
+/// also read pods and nodes from the core API, which only a kube-apiserver serves.)
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_top_reads_a_pods_resource_metrics() {
+    let prometheus = Prometheus::start_openmetrics(&usage_data()).await;
+    let (state, _dir) = resource_adapter(&prometheus).await;
+    let adapter = TlsAdapter::start(state).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = require_tool("kubectl", "apt-get install -y kubernetes-client");
+    let top = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(adapter.kubeconfig(dir.path()))
+        .args(["top", "pod", "-n", "sidecar", SECONDARY_A])
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(SECONDARY_A))
+        .unwrap_or_else(|| panic!("{text}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[1..], ["250m", "100Mi"], "{text}");
+}

@@ -150,6 +150,8 @@ pub struct Rule {
 pub struct ResourceRule {
     /// Per-container usage, grouped by pod and container.
     pub container_query: Template,
+    /// `containerQuery` as written.
+    pub container_query_text: String,
     /// Per-node usage.
     pub node_query: Template,
     /// Label ↔ resource mapping (pod, namespace, node).
@@ -316,6 +318,7 @@ fn resource_rules(raw: &RawResourceRules) -> Result<ResourceRules, RulesError> {
         };
         Ok(ResourceRule {
             container_query: parse(&raw.container_query, "containerQuery")?,
+            container_query_text: raw.container_query.clone(),
             node_query: parse(&raw.node_query, "nodeQuery")?,
             resources: mapping(&raw.resources, true)
                 .map_err(|e| invalid(format!("{which}: {e}")))?,

@@ -3,7 +3,7 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::apis::{CUSTOM_GROUP, CustomVersion, EXTERNAL_GROUP};
+use crate::apis::{CUSTOM_GROUP, CustomVersion, EXTERNAL_GROUP, RESOURCE_GROUP};
 use crate::error::ApiError;
 
 /// Which objects a custom-metrics request describes.
@@ -50,6 +50,20 @@ pub enum Route {
         /// The metric.
         metric: String,
     },
+    /// `/apis/metrics.k8s.io/v1beta1`.
+    ResourceDiscovery,
+    /// `…/pods`, `…/namespaces/<ns>/pods`, `…/namespaces/<ns>/pods/<name>`.
+    PodMetrics {
+        /// The namespace; `None` for all namespaces.
+        namespace: Option<String>,
+        /// One pod.
+        name: Option<String>,
+    },
+    /// `…/nodes`, `…/nodes/<name>`.
+    NodeMetrics {
+        /// One node.
+        name: Option<String>,
+    },
 }
 
 impl Route {
@@ -62,6 +76,8 @@ impl Route {
             | Route::ExternalDiscovery => "discovery",
             Route::Custom(_) => "custom_metric",
             Route::External { .. } => "external_metric",
+            Route::ResourceDiscovery => "discovery",
+            Route::PodMetrics { .. } | Route::NodeMetrics { .. } => "resource_metrics",
         }
     }
 }
@@ -126,6 +142,8 @@ pub fn route(raw_path: &str) -> Result<Route, ApiError> {
         ["apis"] => Ok(Route::Groups),
         ["apis", CUSTOM_GROUP] => Ok(Route::Group(CUSTOM_GROUP)),
         ["apis", EXTERNAL_GROUP] => Ok(Route::Group(EXTERNAL_GROUP)),
+        ["apis", RESOURCE_GROUP] => Ok(Route::Group(RESOURCE_GROUP)),
+        ["apis", RESOURCE_GROUP, "v1beta1", rest @ ..] => resource(rest),
         ["apis", CUSTOM_GROUP, version, rest @ ..] => {
             let version = CustomVersion::from_segment(version).ok_or(ApiError::PathNotFound)?;
             custom(version, rest)
@@ -137,6 +155,30 @@ pub fn route(raw_path: &str) -> Result<Route, ApiError> {
         }),
         _ => Err(ApiError::PathNotFound),
     }
+}
+
+fn resource(rest: &[&str]) -> Result<Route, ApiError> {
+    let pods = |namespace: Option<&str>, name: Option<&str>| {
+        Ok(Route::PodMetrics {
+            namespace: namespace.map(namespace_name).transpose()?,
+            name: name.map(str::to_owned),
+        })
+    };
+    match rest {
+        [] => Ok(Route::ResourceDiscovery),
+        ["pods"] => pods(None, None),
+        ["namespaces", ns, "pods"] => pods(Some(ns), None),
+        ["namespaces", ns, "pods", name] => pods(Some(ns), Some(name)),
+        ["nodes"] => Ok(Route::NodeMetrics { name: None }),
+        ["nodes", name] => Ok(Route::NodeMetrics {
+            name: Some((*name).to_owned()),
+        }),
+        _ => Err(ApiError::PathNotFound),
+    }
+}
+
+fn namespace_name(segment: &str) -> Result<String, ApiError> {
+    namespace(segment, false)
 }
 
 fn custom(version: CustomVersion, rest: &[&str]) -> Result<Route, ApiError> {
@@ -260,6 +302,53 @@ mod tests {
         ] {
             assert_eq!(route(path), Err(ApiError::PathNotFound), "{path}");
         }
+    }
+
+    #[test]
+    fn resource_metrics_paths() {
+        let base = "/apis/metrics.k8s.io/v1beta1";
+        assert_eq!(route(base), Ok(Route::ResourceDiscovery));
+        assert_eq!(
+            route("/apis/metrics.k8s.io"),
+            Ok(Route::Group(RESOURCE_GROUP))
+        );
+        assert_eq!(
+            route(&format!("{base}/namespaces/sidecar/pods")),
+            Ok(Route::PodMetrics {
+                namespace: Some("sidecar".into()),
+                name: None
+            })
+        );
+        assert_eq!(
+            route(&format!("{base}/namespaces/sidecar/pods/p-0")),
+            Ok(Route::PodMetrics {
+                namespace: Some("sidecar".into()),
+                name: Some("p-0".into())
+            })
+        );
+        assert_eq!(
+            route(&format!("{base}/pods")),
+            Ok(Route::PodMetrics {
+                namespace: None,
+                name: None
+            })
+        );
+        assert_eq!(
+            route(&format!(
+                "{base}/nodes/ip-10-0-1-2.eu-north-1.compute.internal"
+            )),
+            Ok(Route::NodeMetrics {
+                name: Some("ip-10-0-1-2.eu-north-1.compute.internal".into())
+            })
+        );
+        assert!(matches!(
+            route(&format!("{base}/namespaces/%22/pods")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert_eq!(
+            route(&format!("{base}/services")),
+            Err(ApiError::PathNotFound)
+        );
     }
 
     #[test]

@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::routes::{CustomRequest, ObjectName};
+use super::routes::{CustomRequest, ObjectName, Route};
 use super::{AppState, quantity, selector_param};
 use crate::adapter_rules::AdapterRules;
-use crate::apis::{self, ExternalMetricValue, MetricValue, ObjectReference};
+use crate::apis::{self, ContainerMetrics, ExternalMetricValue, MetricValue, ObjectReference};
 use crate::catalog::PODS;
 use crate::compat::query::{Objects, QueryError, custom_query, external_query, groups_by_resource};
+use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
 use crate::compat::resources::{GroupResource, parse_group_resource, resolve};
 use crate::error::ApiError;
 use crate::promql::MatcherError;
@@ -173,4 +174,127 @@ pub(super) async fn external(
         }
         .await,
     )
+}
+
+/// A `metrics.k8s.io` request, from `resourceRules`: pods of one namespace (or all the inventory's
+/// namespaces), or nodes.
+pub(super) async fn resource_metrics(
+    state: &AppState,
+    rules: &AdapterRules,
+    route: &Route,
+    query: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let resource = rules
+        .config
+        .resource_rules
+        .as_ref()
+        .ok_or(ApiError::PathNotFound)?;
+    let failed = |e: QueryError| ApiError::RuleQuery(e.to_string());
+    let fetch =
+        |promql: String| async move { state.cache.query(&promql).await.map_err(ApiError::Backend) };
+    match route {
+        Route::NodeMetrics { name } => {
+            let (cpu, memory) = futures::try_join!(
+                fetch(node_query(&resource.cpu).map_err(failed)?),
+                fetch(node_query(&resource.memory).map_err(failed)?),
+            )?;
+            let label = resource
+                .cpu
+                .resources
+                .label_for_resource(&parse_group_resource("nodes"))
+                .unwrap_or_default();
+            let timestamp = cpu.fetched_at.min(memory.fetched_at);
+            let nodes = node_usage(&cpu.samples, &memory.samples, &label);
+            let item = |(node, (cpu, mem)): (&String, &Usage)| {
+                apis::node_metrics(node, timestamp, resource.window, apis::usage(*cpu, *mem))
+            };
+            match name {
+                Some(name) => nodes.get_key_value(name).map(item).ok_or_else(|| {
+                    ApiError::ResourceMetricsNotFound(format!(
+                        "nodemetrics.metrics.k8s.io {name:?}"
+                    ))
+                }),
+                None => Ok(apis::resource_metrics_list(
+                    "NodeMetricsList",
+                    nodes.iter().map(item).collect(),
+                )),
+            }
+        }
+        Route::PodMetrics { namespace, name } => {
+            if !state.inventory.is_synced() {
+                return Err(ApiError::InventoryUnavailable);
+            }
+            let selector = selector_param(query, "labelSelector")?.unwrap_or_default();
+            let namespaces = match namespace {
+                Some(ns) => vec![ns.clone()],
+                None => state.inventory.namespaces(),
+            };
+            let mut items = Vec::new();
+            for ns in &namespaces {
+                let pods: Vec<String> = match name {
+                    Some(name) => state
+                        .inventory
+                        .get(ns, name)
+                        .filter(|p| p.is_live())
+                        .map(|p| p.name.clone())
+                        .into_iter()
+                        .collect(),
+                    None => state
+                        .inventory
+                        .select(ns, &selector)
+                        .iter()
+                        .map(|p| p.name.clone())
+                        .collect(),
+                };
+                if pods.is_empty() {
+                    continue;
+                }
+                let (cpu, memory) = futures::try_join!(
+                    fetch(pod_query(&resource.cpu, ns, &pods).map_err(failed)?),
+                    fetch(pod_query(&resource.memory, ns, &pods).map_err(failed)?),
+                )?;
+                let pod_label = resource
+                    .cpu
+                    .resources
+                    .label_for_resource(&parse_group_resource("pods"))
+                    .unwrap_or_default();
+                let timestamp = cpu.fetched_at.min(memory.fetched_at);
+                let usage = pod_usage(
+                    &cpu.samples,
+                    &memory.samples,
+                    &pod_label,
+                    &resource.cpu.container_label,
+                );
+                for pod in &pods {
+                    let Some(containers) = usage.get(pod) else {
+                        continue;
+                    };
+                    let containers = containers
+                        .iter()
+                        .map(|(container, (cpu, mem))| ContainerMetrics {
+                            name: container.clone(),
+                            usage: apis::usage(*cpu, *mem),
+                        })
+                        .collect();
+                    items.push(apis::pod_metrics(
+                        ns,
+                        pod,
+                        timestamp,
+                        resource.window,
+                        containers,
+                    ));
+                }
+            }
+            match name {
+                Some(name) => items.pop().ok_or_else(|| {
+                    let ns = namespace.as_deref().unwrap_or_default();
+                    ApiError::ResourceMetricsNotFound(format!(
+                        "podmetrics.metrics.k8s.io \"{ns}/{name}\""
+                    ))
+                }),
+                None => Ok(apis::resource_metrics_list("PodMetricsList", items)),
+            }
+        }
+        _ => Err(ApiError::PathNotFound),
+    }
 }
