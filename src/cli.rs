@@ -837,7 +837,7 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
         println!("  warning: {warning}");
     }
     println!(
-        "  serve it with --adapter-config {}; resourceRules (metrics.k8s.io) are not served yet",
+        "  serve it with --adapter-config {}",
         file.display()
     );
     Ok(())

@@ -127,12 +127,13 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
-const KUSTOMIZATIONS: [&str; 6] = [
+const KUSTOMIZATIONS: [&str; 7] = [
     "deploy",
     "deploy/examples",
     "deploy/self-signed",
     "apiservice",
     "apiservice/external",
+    "apiservice/resource",
     "dashboards",
 ];
 
@@ -316,6 +317,10 @@ fn the_metrics_reader_role_names_exactly_the_metrics_the_adapter_serves() {
         .chain(POLICY_METRICS.iter().map(|m| m.to_string()))
         .collect();
     assert_eq!(resources_of(role, "external.metrics.k8s.io"), external);
+    assert_eq!(
+        resources_of(role, "metrics.k8s.io"),
+        BTreeSet::from(["pods".to_owned(), "nodes".to_owned()])
+    );
 }
 
 #[test]
