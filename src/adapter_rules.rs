@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::compat::discovery::{Registry, series_queries};
+use crate::compat::resources::{DiscoveredResource, learn};
 use crate::compat::rules::AdapterConfig;
 use crate::source::{MetricSource, SourceError};
 
@@ -17,16 +18,46 @@ pub struct AdapterRules {
     registry: RwLock<Arc<Registry>>,
     source: Arc<dyn MetricSource>,
     max_age: Duration,
+    /// The cluster whose resources name series labels (custom resources included); none without a cluster.
+    cluster: Option<kube::Client>,
+}
+
+/// Teaches the resource table every resource `client`'s cluster serves, so that labels and request paths
+/// naming custom resources resolve as they would with the Prometheus Adapter's RESTMapper. Returns how many
+/// resources were new.
+pub async fn learn_cluster_resources(client: &kube::Client) -> Result<usize, kube::Error> {
+    use kube::discovery::{Discovery, Scope};
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let resources = discovery.groups().flat_map(|group| {
+        group
+            .recommended_resources()
+            .into_iter()
+            .filter(|(resource, _)| !resource.plural.contains('/'))
+            .map(|(resource, capabilities)| DiscoveredResource {
+                group: resource.group,
+                version: resource.version,
+                kind: resource.kind,
+                plural: resource.plural,
+                namespaced: capabilities.scope == Scope::Namespaced,
+            })
+    });
+    Ok(learn(resources.collect::<Vec<_>>()))
 }
 
 impl AdapterRules {
     /// Rules with an empty registry; `max_age` is how recently a series must have had samples to be listed.
-    pub fn new(config: AdapterConfig, source: Arc<dyn MetricSource>, max_age: Duration) -> Self {
+    pub fn new(
+        config: AdapterConfig,
+        source: Arc<dyn MetricSource>,
+        max_age: Duration,
+        cluster: Option<kube::Client>,
+    ) -> Self {
         Self {
             config,
             registry: RwLock::new(Arc::new(Registry::default())),
             source,
             max_age,
+            cluster,
         }
     }
 
@@ -42,6 +73,12 @@ impl AdapterRules {
     /// If any request fails the previous registry stays, as with the Prometheus Adapter. Returns the number of
     /// entries now served.
     pub async fn relist(&self) -> Result<usize, SourceError> {
+        // Resources installed since the last relist (a new CRD) resolve from now on.
+        if let Some(client) = &self.cluster
+            && let Err(error) = learn_cluster_resources(client).await
+        {
+            tracing::warn!(error = %crate::error::root_cause(&error), "cluster discovery failed; resources resolve as before");
+        }
         let end = crate::unix_now();
         let start = end - self.max_age.as_secs() as i64;
         let queries: Vec<String> = series_queries(&self.config).into_iter().collect();

@@ -315,7 +315,12 @@ pub async fn build_state(
     guard.register_metrics(&metrics);
     let source: Arc<dyn MetricSource> =
         Arc::new(PrometheusSource::new(&config.prometheus).map_err(message)?);
-    let rules = adapter_rules(args, &source).await?;
+    // The cluster: pods and Deployments are watched in it, and adapter rules learn its resources from it.
+    let cluster = match &args.inventory {
+        Some(_) => None,
+        None => Some(kube_client(args.kubeconfig.as_deref(), WATCH_HINT).await?),
+    };
+    let rules = adapter_rules(args, &source, cluster.clone()).await?;
     let cache = Arc::new(QueryCache::new(
         source,
         config.refresh_interval,
@@ -323,16 +328,15 @@ pub async fn build_state(
         metrics.clone(),
     ));
     let inventory = Arc::new(PodInventory::new());
-    match &args.inventory {
-        Some(path) => inventory.load(inventory::load_file(path)?),
-        None => {
-            let client = kube_client(args.kubeconfig.as_deref(), WATCH_HINT).await?;
-            tokio::spawn(inventory::watch(
-                client,
-                args.watch_namespaces.clone(),
-                inventory.clone(),
-            ));
-        }
+    if let Some(path) = &args.inventory {
+        inventory.load(inventory::load_file(path)?);
+    }
+    if let Some(client) = cluster {
+        tokio::spawn(inventory::watch(
+            client,
+            args.watch_namespaces.clone(),
+            inventory.clone(),
+        ));
     }
     let inputs = Arc::new(Inputs {
         inventory: inventory.clone(),
@@ -358,10 +362,22 @@ pub async fn build_state(
 async fn adapter_rules(
     args: &SourceArgs,
     source: &Arc<dyn MetricSource>,
+    cluster: Option<kube::Client>,
 ) -> Result<Option<Arc<AdapterRules>>, CliError> {
     let Some(path) = &args.adapter_config else {
         return Ok(None);
     };
+    // Before the rules are read, so that overrides naming custom resources normalise as the cluster says.
+    if let Some(client) = &cluster {
+        match crate::adapter_rules::learn_cluster_resources(client).await {
+            Ok(learned) => {
+                tracing::info!(learned, "resources learned from the cluster's discovery")
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::error::root_cause(&error), "cluster discovery failed; only the built-in resources resolve")
+            }
+        }
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| message(format!("cannot read {}: {e}", path.display())))?;
     let config =
@@ -375,7 +391,7 @@ async fn adapter_rules(
             "--metrics-max-age must be at least --metrics-relist-interval, or series would drop out between relists",
         ));
     }
-    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age));
+    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age, cluster));
     match rules.relist().await {
         Ok(entries) => {
             tracing::info!(entries, file = %path.display(), "Prometheus Adapter rules listed")
@@ -836,10 +852,7 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
     for warning in &config.warnings {
         println!("  warning: {warning}");
     }
-    println!(
-        "  serve it with --adapter-config {}",
-        file.display()
-    );
+    println!("  serve it with --adapter-config {}", file.display());
     Ok(())
 }
 

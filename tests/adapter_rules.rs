@@ -202,7 +202,12 @@ async fn a_new_series_is_served_after_the_next_relist() {
     )
     .unwrap();
     let backend = Arc::new(ChangingSeries::default());
-    let rules = AdapterRules::new(config, backend.clone(), std::time::Duration::from_secs(60));
+    let rules = AdapterRules::new(
+        config,
+        backend.clone(),
+        std::time::Duration::from_secs(60),
+        None,
+    );
     rules.relist().await.unwrap();
     let pods = GroupResource {
         group: String::new(),
@@ -418,4 +423,94 @@ async fn kubectl_top_reads_a_pods_resource_metrics() {
         .unwrap_or_else(|| panic!("{text}"));
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(columns[1..], ["250m", "100Mi"], "{text}");
+}
+
+/// A kube API that serves only discovery (`/api`, `/api/v1`, `/apis`, `/apis/example.com/v1`), with one
+/// custom resource, in the wire shapes of `kubectl get --raw` (no kube-apiserver can run here).
+async fn discovery_only_kube() -> kube::Client {
+    use axum::routing::get;
+    let resource_list = |group_version: &'static str, resources: serde_json::Value| {
+        move || async move {
+            axum::Json(
+                serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1",
+                                          "groupVersion": group_version, "resources": resources}),
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/api",
+            get(|| async { axum::Json(serde_json::json!({"kind": "APIVersions", "versions": ["v1"]})) }),
+        )
+        .route(
+            "/api/v1",
+            get(resource_list(
+                "v1",
+                serde_json::json!([{"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                                    "verbs": ["get", "list", "watch"]}]),
+            )),
+        )
+        .route(
+            "/apis",
+            get(|| async {
+                axum::Json(serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                    {"name": "example.com", "versions": [{"groupVersion": "example.com/v1", "version": "v1"}],
+                     "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}}]}))
+            }),
+        )
+        .route(
+            "/apis/example.com/v1",
+            get(resource_list(
+                "example.com/v1",
+                serde_json::json!([{"name": "widgets", "singularName": "widget", "namespaced": true,
+                                    "kind": "Widget", "verbs": ["get", "list"]},
+                                   {"name": "widgets/status", "singularName": "", "namespaced": true,
+                                    "kind": "Widget", "verbs": ["get"]}]),
+            )),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+}
+
+#[tokio::test]
+async fn custom_resources_from_the_clusters_discovery_name_series_labels_and_request_paths() {
+    use xroad_metrics_adapter::compat::resources::{parse_group_resource, resolve};
+    let client = discovery_only_kube().await;
+    let config = AdapterConfig::parse(
+        "rules:\n- seriesQuery: '{__name__=~\"xroad_.*\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    let backend = Arc::new(ChangingSeries::default());
+    backend.series.lock().unwrap().push(SeriesKeys {
+        name: "xroad_widget_queue".into(),
+        labels: vec!["namespace".into(), "widget".into()],
+    });
+    let rules = AdapterRules::new(
+        config,
+        backend,
+        std::time::Duration::from_secs(60),
+        Some(client),
+    );
+    rules.relist().await.unwrap();
+    let widgets = GroupResource {
+        group: "example.com".into(),
+        resource: "widgets".into(),
+    };
+    assert!(
+        rules
+            .registry()
+            .custom(&widgets, "xroad_widget_queue")
+            .is_some()
+    );
+    assert_eq!(parse_group_resource("widget.example.com"), widgets);
+    assert_eq!(
+        resolve("", "widget").unwrap().api_version(),
+        "example.com/v1"
+    );
+    assert!(
+        resolve("example.com", "widgets/status").is_none(),
+        "subresources are not resources"
+    );
 }

@@ -1,7 +1,7 @@
 //! A Prometheus Adapter rule's `resources`: which series label names which Kubernetes resource, through
 //! `overrides` and the `<<.Group>>`/`<<.Resource>>` template, in both directions
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.3). Pure: resources are normalised against a
-//! built-in table of the core kinds; a cluster's discovery can add to it.
+//! (`../shared/reference/prometheus-adapter-compat.md` §2.3). No I/O: resources are normalised against a
+//! built-in table of the core kinds, to which a cluster's discovery adds (`learn`) when there is a cluster.
 
 use std::collections::BTreeMap;
 
@@ -102,12 +102,64 @@ pub fn parse_group_resource(segment: &str) -> GroupResource {
     }
 }
 
+/// Resources a cluster's discovery taught the process (custom resources, aggregated APIs), after the built-in
+/// ones; the table only grows, by at most the number of resources the cluster has.
+static LEARNED: std::sync::RwLock<Vec<&'static KnownResource>> = std::sync::RwLock::new(Vec::new());
+
+/// A resource as a cluster's discovery describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredResource {
+    /// The API group.
+    pub group: String,
+    /// The preferred version.
+    pub version: String,
+    /// The kind.
+    pub kind: String,
+    /// The plural name.
+    pub plural: String,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+}
+
+/// Teaches the table the resources a cluster serves; returns how many were new.
+pub fn learn(resources: impl IntoIterator<Item = DiscoveredResource>) -> usize {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut learned = LEARNED.write().unwrap_or_else(|e| e.into_inner());
+    let mut added = 0;
+    for r in resources {
+        let known = |k: &KnownResource| k.group == r.group && k.plural == r.plural;
+        if BUILT_IN.iter().any(known) || learned.iter().any(|k| known(k)) {
+            continue;
+        }
+        let singular = r.kind.to_ascii_lowercase();
+        learned.push(Box::leak(Box::new(KnownResource {
+            group: leak(r.group),
+            version: leak(r.version),
+            kind: leak(r.kind),
+            plural: leak(r.plural),
+            singular: leak(singular),
+            namespaced: r.namespaced,
+        })));
+        added += 1;
+    }
+    added
+}
+
 /// The known resource `name` (plural or singular, any case) names in `group`; with an empty group, the
-/// first kind of that name in any group (as `kubectl` resolves `deployment`).
+/// first kind of that name in any group (as `kubectl` resolves `deployment`). Built-in kinds first, then
+/// the ones a cluster taught (`learn`).
 pub fn resolve(group: &str, name: &str) -> Option<&'static KnownResource> {
     let name = name.to_ascii_lowercase();
-    BUILT_IN.iter().find(|k| {
+    let matches = |k: &KnownResource| {
         (group.is_empty() || k.group == group) && (k.plural == name || k.singular == name)
+    };
+    BUILT_IN.iter().find(|k| matches(k)).or_else(|| {
+        LEARNED
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .find(|k| matches(k))
     })
 }
 
