@@ -332,6 +332,13 @@ pub async fn build_state(
         inventory.load(inventory::load_file(path)?);
     }
     if let Some(client) = cluster {
+        // Node addresses only matter to resource metrics, whose node label may hold `IP:port`.
+        if rules
+            .as_ref()
+            .is_some_and(|r| r.config.resource_rules.is_some())
+        {
+            tokio::spawn(inventory::watch_nodes(client.clone(), inventory.clone()));
+        }
         tokio::spawn(inventory::watch(
             client,
             args.watch_namespaces.clone(),

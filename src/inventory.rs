@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::selector::LabelSelector;
@@ -150,6 +150,8 @@ pub struct Snapshot {
     pub pods: Vec<PodInfo>,
     /// The Deployments.
     pub deployments: Vec<DeploymentInfo>,
+    /// Node names and their addresses.
+    pub nodes: Vec<(String, Vec<String>)>,
 }
 
 /// Why an inventory file could not be loaded.
@@ -178,6 +180,8 @@ pub enum InventoryError {
 pub struct PodInventory {
     pods: RwLock<HashMap<String, BTreeMap<String, Arc<PodInfo>>>>,
     deployments: RwLock<HashMap<(String, String), Arc<DeploymentInfo>>>,
+    /// Node name → its addresses (InternalIP, ExternalIP, Hostname), for series labelled `IP:port`.
+    nodes: RwLock<BTreeMap<String, Vec<String>>>,
     synced: AtomicBool,
 }
 
@@ -224,7 +228,48 @@ impl PodInventory {
         for deployment in snapshot.deployments {
             self.upsert_deployment(deployment);
         }
+        for (name, addresses) in snapshot.nodes {
+            self.upsert_node(name, addresses);
+        }
         self.replace_all(snapshot.pods);
+    }
+
+    /// Adds or replaces a node's addresses.
+    pub fn upsert_node(&self, name: String, addresses: Vec<String>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, addresses);
+    }
+
+    /// Removes a node.
+    pub fn remove_node(&self, name: &str) {
+        self.nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The node a series label value names: the node of that name, or the node with that address, the value
+    /// read as `IP`, `IP:port`, `[IPv6]:port` or `host:port` (node-exporter's `instance` label). `None` when
+    /// no known node matches.
+    pub fn node_for(&self, value: &str) -> Option<String> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        if nodes.contains_key(value) {
+            return Some(value.to_owned());
+        }
+        let host = match value.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
+            None => match value.rsplit_once(':') {
+                // One colon: host:port. More: a bare IPv6 address.
+                Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+                _ => value,
+            },
+        };
+        nodes
+            .iter()
+            .find(|(name, addresses)| *name == host || addresses.iter().any(|a| a == host))
+            .map(|(name, _)| name.clone())
     }
 
     /// Adds or replaces a Deployment.
@@ -335,6 +380,7 @@ pub fn parse_list(text: &str) -> Result<Snapshot, String> {
     let mut owners = HashMap::new();
     let mut pods = Vec::new();
     let mut deployments = Vec::new();
+    let mut nodes = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let item_kind = item
             .get("kind")
@@ -349,6 +395,12 @@ pub fn parse_list(text: &str) -> Result<Snapshot, String> {
                 deployments.push(DeploymentInfo::from_deployment(&deployment).ok_or_else(|| {
                     format!("items[{index}] (Deployment): needs a namespace, a name and a valid spec.selector")
                 })?);
+            }
+            "Node" => {
+                let node = serde_json::from_value::<Node>(item.clone()).map_err(invalid)?;
+                if let Some(entry) = node_addresses(&node) {
+                    nodes.push(entry);
+                }
             }
             "ReplicaSet" => {
                 let rs = serde_json::from_value::<ReplicaSet>(item.clone()).map_err(invalid)?;
@@ -379,7 +431,52 @@ pub fn parse_list(text: &str) -> Result<Snapshot, String> {
             .ok_or_else(|| format!("pod #{index} has no namespace or name"))
         })
         .collect::<Result<_, _>>()?;
-    Ok(Snapshot { pods, deployments })
+    Ok(Snapshot {
+        pods,
+        deployments,
+        nodes,
+    })
+}
+
+/// A node's name and addresses.
+fn node_addresses(node: &Node) -> Option<(String, Vec<String>)> {
+    let name = node.metadata.name.clone()?;
+    let addresses = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| a.address.clone())
+        .collect();
+    Some((name, addresses))
+}
+
+/// Keeps the inventory's node addresses in step with the cluster (for resource metrics whose node label holds
+/// `IP:port`).
+pub async fn watch_nodes(client: kube::Client, inventory: Arc<PodInventory>) {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+
+    let api: kube::Api<Node> = kube::Api::all(client);
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Apply(node) | Event::InitApply(node)) => {
+                if let Some((name, addresses)) = node_addresses(&node) {
+                    inventory.upsert_node(name, addresses);
+                }
+            }
+            Ok(Event::Delete(node)) => {
+                if let Some(name) = &node.metadata.name {
+                    inventory.remove_node(name);
+                }
+            }
+            Ok(Event::Init | Event::InitDone) => {}
+            Err(error) => tracing::warn!(%error, "node watch failed; retrying"),
+        }
+    }
 }
 
 type WatchEvents<K> = futures::stream::SelectAll<
@@ -507,6 +604,33 @@ mod tests {
             ready_changed: None,
             containers: vec![],
         }
+    }
+
+    #[test]
+    fn node_label_values_map_to_node_names_by_name_or_address() {
+        let inventory = PodInventory::new();
+        inventory.upsert_node(
+            "ip-10-0-1-2.eu-north-1.compute.internal".into(),
+            vec![
+                "10.0.1.2".into(),
+                "fd00::2".into(),
+                "ip-10-0-1-2.eu-north-1.compute.internal".into(),
+            ],
+        );
+        let node = Some("ip-10-0-1-2.eu-north-1.compute.internal".to_owned());
+        for value in [
+            "ip-10-0-1-2.eu-north-1.compute.internal",
+            "10.0.1.2",
+            "10.0.1.2:9100",
+            "[fd00::2]:9100",
+            "fd00::2",
+            "ip-10-0-1-2.eu-north-1.compute.internal:10250",
+        ] {
+            assert_eq!(inventory.node_for(value), node, "{value}");
+        }
+        assert_eq!(inventory.node_for("10.0.9.9:9100"), None);
+        inventory.remove_node("ip-10-0-1-2.eu-north-1.compute.internal");
+        assert_eq!(inventory.node_for("10.0.1.2"), None);
     }
 
     #[test]

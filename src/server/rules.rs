@@ -204,7 +204,28 @@ pub(super) async fn resource_metrics(
                 .label_for_resource(&parse_group_resource("nodes"))
                 .unwrap_or_default();
             let timestamp = cpu.fetched_at.min(memory.fetched_at);
-            let nodes = node_usage(&cpu.samples, &memory.samples, &label);
+            // A node label holding `IP:port` (node-exporter's `instance`) names the node with that address.
+            let by_node_name = |samples: &[crate::source::Sample]| -> Vec<crate::source::Sample> {
+                samples
+                    .iter()
+                    .cloned()
+                    .map(|mut sample| {
+                        if let Some(node) = sample
+                            .labels
+                            .get(&label)
+                            .and_then(|v| state.inventory.node_for(v))
+                        {
+                            sample.labels.insert(label.clone(), node);
+                        }
+                        sample
+                    })
+                    .collect()
+            };
+            let nodes = node_usage(
+                &by_node_name(&cpu.samples),
+                &by_node_name(&memory.samples),
+                &label,
+            );
             let item = |(node, (cpu, mem)): (&String, &Usage)| {
                 apis::node_metrics(node, timestamp, resource.window, apis::usage(*cpu, *mem))
             };
