@@ -540,3 +540,19 @@ async fn custom_resources_from_the_clusters_discovery_name_series_labels_and_req
         "subresources are not resources"
     );
 }
+
+/// What an operator runs after pointing the adapter at the chart values they already had: the real kubectl.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_get_raw_reads_a_rule_served_metric() {
+    let prometheus = Prometheus::start(&sidecar_traffic()).await;
+    let (state, _dir) = adapter(&prometheus).await;
+    let adapter = TlsAdapter::start(state).await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = adapter
+        .kubectl_json(
+            dir.path(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/sidecar/pods/*/container_network_receive_packets_per_minute?labelSelector=run%3Dsecurity-server-sidecar-secondary",
+        )
+        .await;
+    assert_eq!(values(&list), pairs(&SECONDARIES_LEGACY_PER_MINUTE));
+}

@@ -200,3 +200,34 @@ fn an_empty_rendering_is_an_error() {
         Err(QueryError::Empty)
     );
 }
+
+#[test]
+fn values_with_quotes_or_backslashes_are_escaped_wherever_they_land() {
+    // Kubernetes names cannot hold quotes, but nothing reaches PromQL unescaped either way.
+    let names = vec![r#"a"b"#.to_owned()];
+    assert_eq!(
+        custom_query(
+            &sidecar_rule(),
+            SERIES,
+            &pods(),
+            Some("sidecar"),
+            Objects::Named(&names),
+            &selector("")
+        )
+        .unwrap(),
+        r#"sum(rate(container_network_receive_packets_total{namespace="sidecar",pod="a\"b"}[1m])) by (pod)"#
+    );
+    let two = vec![r#"a\b"#.to_owned(), "c".to_owned()];
+    assert_eq!(
+        custom_query(
+            &sidecar_rule(),
+            SERIES,
+            &pods(),
+            Some("sidecar"),
+            Objects::Named(&two),
+            &selector("")
+        )
+        .unwrap(),
+        r#"sum(rate(container_network_receive_packets_total{namespace="sidecar",pod=~"a\\\\b|c"}[1m])) by (pod)"#
+    );
+}
