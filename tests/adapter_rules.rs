@@ -226,22 +226,7 @@ async fn a_new_series_is_served_after_the_next_relist() {
 }
 
 /// `resourceRules` as the chart's `rules.resource` example writes them (compat reference §2.6).
-const RESOURCE_RULES: &str = r#"
-rules:
-  default: false
-  resource:
-    cpu:
-      containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
-      nodeQuery: 'sum(rate(node_cpu_seconds_total{mode!="idle",<<.LabelMatchers>>}[3m])) by (<<.GroupBy>>)'
-      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
-      containerLabel: container
-    memory:
-      containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
-      nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
-      containerLabel: container
-    window: 3m
-"#;
+const RESOURCE_RULES: &str = include_str!("fixtures/adapter-resource-rules.yaml");
 
 const MIB: f64 = 1024.0 * 1024.0;
 

@@ -158,20 +158,7 @@ mod tests {
     use crate::compat::rules::AdapterConfig;
 
     /// The chart's `rules.resource` example (compat reference §2.6).
-    const RESOURCE_RULES: &str = r#"
-resourceRules:
-  cpu:
-    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
-    nodeQuery: 'sum(rate(node_cpu_seconds_total{mode!="idle",<<.LabelMatchers>>}[3m])) by (<<.GroupBy>>)'
-    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
-    containerLabel: container
-  memory:
-    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
-    nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
-    containerLabel: container
-  window: 3m
-"#;
+    const RESOURCE_RULES: &str = include_str!("../../tests/fixtures/adapter-resource-rules.yaml");
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
         Sample {
