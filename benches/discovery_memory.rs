@@ -26,7 +26,12 @@ fn series_data() -> String {
         .unwrap()
         .as_secs();
     let mut out = String::new();
-    let mut family = |name: String, kind: &str, labels: &dyn Fn(usize) -> String| {
+    let mut family = |name: String, labels: &dyn Fn(usize) -> String| {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
         out.push_str(&format!(
             "# TYPE {} {kind}\n",
             name.trim_end_matches("_total")
@@ -43,12 +48,7 @@ fn series_data() -> String {
             1 => format!("container_metric_{m}_total"),
             _ => format!("container_metric_{m}_bytes"),
         };
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        family(name, kind, &|pod| {
+        family(name, &|pod| {
             format!(
                 "namespace=\"ns-{}\",pod=\"pod-{pod}\",container=\"app\",id=\"/kubepods/pod-{pod}/app\",image=\"registry.example.com/app:1.{pod}\"",
                 pod % 50
@@ -61,12 +61,7 @@ fn series_data() -> String {
         } else {
             format!("app_metric_{m}")
         };
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        family(name, kind, &|pod| {
+        family(name, &|pod| {
             format!(
                 "namespace=\"ns-{}\",pod=\"pod-{pod}\",job=\"app\",service=\"svc-{}\",instance=\"10.0.{}.{}:8080\"",
                 pod % 50,

@@ -66,15 +66,7 @@ async fn the_sidecar_guides_rule_serves_its_name_with_the_prometheus_adapters_va
             "{expected} in {names:?}"
         );
     }
-    let (code, list) = get(
-        &state,
-        &wildcard(
-            V2,
-            "container_network_receive_packets_per_minute",
-            SECONDARY_SELECTOR,
-        ),
-    )
-    .await;
+    let (code, list) = get(&state, &secondaries_legacy_per_minute()).await;
     assert_eq!(code, 200, "{list}");
     // The rule sums every series of a pod, so A's app-container copy counts twice: what the Prometheus
     // Adapter serves with this rule (and the built-in legacy metric reproduces).

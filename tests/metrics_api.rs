@@ -87,15 +87,7 @@ async fn v1beta1_serves_the_same_values_in_the_flat_shape() {
 async fn legacy_per_minute_name_serves_exactly_what_the_sidecar_guide_rule_returned() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let state = state(&prometheus.url);
-    let (code, list) = get(
-        &state,
-        &wildcard(
-            V2,
-            "container_network_receive_packets_per_minute",
-            SECONDARY_SELECTOR,
-        ),
-    )
-    .await;
+    let (code, list) = get(&state, &secondaries_legacy_per_minute()).await;
     assert_eq!(code, 200, "{list}");
     // The rule summed every series of a pod, so A's app-container copy counts twice, as it did before.
     assert_eq!(values(&list), pairs(&SECONDARIES_LEGACY_PER_MINUTE));

@@ -251,6 +251,11 @@ pub(super) async fn resource_metrics(
                 Some(ns) => vec![ns.clone()],
                 None => state.inventory.namespaces(),
             };
+            let pod_label = resource
+                .cpu
+                .resources
+                .label_for_resource(&parse_group_resource("pods"))
+                .unwrap_or_default();
             let mut items = Vec::new();
             for ns in &namespaces {
                 let pods: Vec<String> = match name {
@@ -275,11 +280,6 @@ pub(super) async fn resource_metrics(
                     fetch(pod_query(&resource.cpu, ns, &pods).map_err(failed)?),
                     fetch(pod_query(&resource.memory, ns, &pods).map_err(failed)?),
                 )?;
-                let pod_label = resource
-                    .cpu
-                    .resources
-                    .label_for_resource(&parse_group_resource("pods"))
-                    .unwrap_or_default();
                 let timestamp = cpu.fetched_at.min(memory.fetched_at);
                 let usage = pod_usage(
                     &cpu.samples,

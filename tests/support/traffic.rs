@@ -168,6 +168,15 @@ pub const SECONDARIES_LEGACY_PER_MINUTE: [(&str, &str); 3] = [
     (SECONDARY_C, "20"),
 ];
 
+/// The same request under the Sidecar guide's legacy `…_per_minute` name.
+pub fn secondaries_legacy_per_minute() -> String {
+    wildcard(
+        V2,
+        "container_network_receive_packets_per_minute",
+        SECONDARY_SELECTOR,
+    )
+}
+
 /// The HPA's request for the Secondary pods' received packets per second (v1beta2).
 pub fn secondaries_rx_packets() -> String {
     wildcard(
