@@ -19,6 +19,7 @@ use crate::compat::rules::AdapterConfig;
 use crate::config::{Config, ConfigError, parse_base_url, parse_duration};
 use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
+use crate::inventory::watch::WatchPlan;
 use crate::inventory::{self, InventoryError, PodInventory};
 use crate::quantity::Quantity;
 use crate::server::guard::{Guard, Limits};
@@ -328,22 +329,13 @@ pub async fn build_state(
         metrics.clone(),
     ));
     let inventory = Arc::new(PodInventory::new());
+    metrics.register_inventory(inventory.clone());
     if let Some(path) = &args.inventory {
         inventory.load(inventory::load_file(path)?);
     }
     if let Some(client) = cluster {
-        // Node addresses only matter to resource metrics, whose node label may hold `IP:port`.
-        if rules
-            .as_ref()
-            .is_some_and(|r| r.config.resource_rules.is_some())
-        {
-            tokio::spawn(inventory::watch_nodes(client.clone(), inventory.clone()));
-        }
-        tokio::spawn(inventory::watch(
-            client,
-            args.watch_namespaces.clone(),
-            inventory.clone(),
-        ));
+        let plan = watch_plan(args, config, rules.as_deref())?;
+        inventory::watch::start(&client, &plan, &inventory);
     }
     let inputs = Arc::new(Inputs {
         inventory: inventory.clone(),
@@ -363,6 +355,36 @@ pub async fn build_state(
         rules,
     });
     Ok((state, inputs))
+}
+
+/// The streams serving needs: pods where they are served, Deployments where policies target them, and Nodes
+/// when resource metrics may name them by address.
+fn watch_plan(
+    args: &SourceArgs,
+    config: &Config,
+    rules: Option<&AdapterRules>,
+) -> Result<WatchPlan, CliError> {
+    let mut deployments: Vec<String> = config
+        .scale_on_failure
+        .iter()
+        .map(|p| p.target.namespace.clone())
+        .collect();
+    deployments.sort();
+    deployments.dedup();
+    let watched = &args.watch_namespaces;
+    if let Some(missing) = deployments
+        .iter()
+        .find(|ns| !watched.is_empty() && !watched.contains(ns))
+    {
+        return Err(message(format!(
+            "a scaleOnFailure policy targets namespace {missing}, whose pods are not watched: add --watch-namespace {missing}"
+        )));
+    }
+    Ok(WatchPlan {
+        pods: watched.clone(),
+        deployments,
+        nodes: rules.is_some_and(|r| r.config.resource_rules.is_some()),
+    })
 }
 
 /// Loads `--adapter-config` and lists its series once, so its metrics are served from the start.

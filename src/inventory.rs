@@ -1,18 +1,26 @@
-//! The pod inventory: pods (with labels, IP, phase, readiness and owning Deployment) indexed by namespace,
-//! fed by a kube-rs watcher or loaded from a `kubectl get deploy,rs,pods -A -o yaml` snapshot.
+//! The inventory: what the adapter knows of the cluster's pods, Deployments and Nodes, as plain data indexed by
+//! namespace and name, fed by watch streams with the semantics of kube-runtime's reflector or loaded from a
+//! snapshot file.
 //!
-//! The index itself is plain data, tested by feeding it objects; only [`watch`] talks to a cluster.
+//! This module does no I/O: [`watch`] turns the cluster's watch events into [`Change`]s, [`snapshot`] reads
+//! files, and both feed the index here. Tests feed it objects directly.
+
+pub mod snapshot;
+pub mod streams;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::selector::LabelSelector;
+
+pub use snapshot::{InventoryError, Snapshot, load_file, parse_list};
+pub use streams::{StreamId, Streams};
 
 /// What the adapter knows of one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +119,8 @@ impl PodInfo {
         })
     }
 
-    /// A pod whose metrics the HPA would use: not terminating, not finished (`../shared/reference/kubernetes-contract.md` §10.3).
+    /// A pod whose metrics the HPA would use: not terminating, not finished (the controller leaves out pods
+    /// being deleted and failed pods: <https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#algorithm-details>).
     pub fn is_live(&self) -> bool {
         !self.terminating && self.phase != "Succeeded" && self.phase != "Failed"
     }
@@ -143,119 +152,332 @@ impl DeploymentInfo {
     }
 }
 
-/// Everything an inventory file holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The pods.
-    pub pods: Vec<PodInfo>,
-    /// The Deployments.
-    pub deployments: Vec<DeploymentInfo>,
-    /// Node names and their addresses.
-    pub nodes: Vec<(String, Vec<String>)>,
+/// A Node's name and its addresses (InternalIP, ExternalIP, Hostname), for series labelled `IP:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node name.
+    pub name: String,
+    /// `status.addresses[*].address`.
+    pub addresses: Vec<String>,
 }
 
-/// Why an inventory file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
-    /// The file could not be read.
-    #[error("cannot read inventory {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Not a Kubernetes List of valid objects.
-    #[error("inventory {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// Pods by namespace and name; safe to share between the watcher and request handlers.
-#[derive(Debug, Default)]
-pub struct PodInventory {
-    pods: RwLock<HashMap<String, BTreeMap<String, Arc<PodInfo>>>>,
-    deployments: RwLock<HashMap<(String, String), Arc<DeploymentInfo>>>,
-    /// Node name → its addresses (InternalIP, ExternalIP, Hostname), for series labelled `IP:port`.
-    nodes: RwLock<BTreeMap<String, Vec<String>>>,
-    synced: AtomicBool,
-}
-
-impl PodInventory {
-    /// An empty, not yet synced inventory.
-    pub fn new() -> Self {
-        Self::default()
+impl NodeInfo {
+    /// Builds the record from a Node; `None` when it has no name.
+    pub fn from_node(node: &Node) -> Option<Self> {
+        Some(Self {
+            name: node.metadata.name.clone()?,
+            addresses: node
+                .status
+                .iter()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .map(|a| a.address.clone())
+                .collect(),
+        })
     }
+}
 
-    /// Adds or replaces a pod.
-    pub fn upsert(&self, pod: PodInfo) {
-        let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
-        pods.entry(pod.namespace.clone())
+/// Where one watch stream looks: one namespace, or the whole cluster (and cluster-scoped kinds).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Every namespace.
+    Cluster,
+    /// One namespace.
+    Namespace(String),
+}
+
+impl Scope {
+    /// One scope per namespace, or the cluster when `namespaces` is empty (the flags' "default: all").
+    pub fn of(namespaces: &[String]) -> Vec<Scope> {
+        if namespaces.is_empty() {
+            vec![Scope::Cluster]
+        } else {
+            let mut unique: Vec<_> = namespaces.to_vec();
+            unique.sort();
+            unique.dedup();
+            unique.into_iter().map(Scope::Namespace).collect()
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Cluster => f.write_str("the cluster"),
+            Scope::Namespace(ns) => write!(f, "namespace {ns}"),
+        }
+    }
+}
+
+/// A kind of record the inventory keeps, and where.
+pub trait Kept: Sized + Send + Sync + 'static {
+    /// The Kubernetes resource, as metrics and messages name it (`pods`).
+    const RESOURCE: &'static str;
+    /// Namespace (empty for cluster-scoped kinds) and name.
+    fn key(&self) -> (&str, &str);
+    /// The inventory's index of this kind.
+    fn index(inventory: &PodInventory) -> &RwLock<Index<Self>>;
+}
+
+impl Kept for PodInfo {
+    const RESOURCE: &'static str = "pods";
+    fn key(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+    fn index(inventory: &PodInventory) -> &RwLock<Index<Self>> {
+        &inventory.pods
+    }
+}
+
+impl Kept for DeploymentInfo {
+    const RESOURCE: &'static str = "deployments";
+    fn key(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+    fn index(inventory: &PodInventory) -> &RwLock<Index<Self>> {
+        &inventory.deployments
+    }
+}
+
+impl Kept for NodeInfo {
+    const RESOURCE: &'static str = "nodes";
+    fn key(&self) -> (&str, &str) {
+        ("", &self.name)
+    }
+    fn index(inventory: &PodInventory) -> &RwLock<Index<Self>> {
+        &inventory.nodes
+    }
+}
+
+/// Records of one kind by namespace, then name: a request reads one namespace without scanning the cluster.
+#[derive(Debug)]
+pub struct Index<T> {
+    by_namespace: HashMap<String, BTreeMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Index<T> {
+    fn default() -> Self {
+        Self {
+            by_namespace: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Kept> Index<T> {
+    /// Adds or replaces one record.
+    pub fn apply(&mut self, record: T) {
+        let (namespace, name) = record.key();
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        self.by_namespace
+            .entry(namespace)
             .or_default()
-            .insert(pod.name.clone(), Arc::new(pod));
+            .insert(name, Arc::new(record));
     }
 
-    /// Removes a pod.
-    pub fn remove(&self, namespace: &str, name: &str) {
-        let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(in_namespace) = pods.get_mut(namespace) {
-            in_namespace.remove(name);
-            if in_namespace.is_empty() {
-                pods.remove(namespace);
+    /// Removes one record.
+    pub fn delete(&mut self, namespace: &str, name: &str) {
+        if let Some(records) = self.by_namespace.get_mut(namespace) {
+            records.remove(name);
+            if records.is_empty() {
+                self.by_namespace.remove(namespace);
             }
         }
     }
 
-    /// Replaces everything (a watcher re-list, or a file load) and marks the inventory synced.
-    pub fn replace_all(&self, all: impl IntoIterator<Item = PodInfo>) {
-        let mut fresh: HashMap<String, BTreeMap<String, Arc<PodInfo>>> = HashMap::new();
-        for pod in all {
-            fresh
-                .entry(pod.namespace.clone())
-                .or_default()
-                .insert(pod.name.clone(), Arc::new(pod));
+    /// Makes `records` the whole content of `scope`: what is not among them is gone.
+    pub fn replace(&mut self, scope: &Scope, records: Vec<T>) {
+        match scope {
+            Scope::Cluster => self.by_namespace.clear(),
+            Scope::Namespace(namespace) => {
+                self.by_namespace.remove(namespace);
+            }
         }
-        *self.pods.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        self.synced.store(true, Ordering::SeqCst);
+        for record in records {
+            self.apply(record);
+        }
+    }
+
+    /// One record.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&Arc<T>> {
+        self.by_namespace.get(namespace)?.get(name)
+    }
+
+    /// The records of one namespace, by name.
+    pub fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = &Arc<T>> {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    /// Every record.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.by_namespace.values().flat_map(|m| m.values())
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.by_namespace.values().map(BTreeMap::len).sum()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_namespace.is_empty()
+    }
+}
+
+/// One event of one watch stream, as kube-runtime's `watcher::Event` reports it, with the object already
+/// reduced to the record the adapter keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<T> {
+    /// A (re-)list begins.
+    Init,
+    /// One object of the list.
+    InitApply(T),
+    /// The list is complete: it is now the whole truth for the stream's scope.
+    InitDone,
+    /// An object was added or changed.
+    Apply(T),
+    /// An object was deleted.
+    Delete {
+        /// Its namespace (empty for cluster-scoped kinds).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// What one [`Change`] did to the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Kept for the end of the list; the index is unchanged.
+    Buffered,
+    /// One record was added, changed or removed.
+    Changed,
+    /// A complete list replaced the stream's scope.
+    Listed,
+}
+
+/// Applies one stream's changes to an index with the semantics of kube-runtime's reflector: a list is buffered
+/// and replaces the stream's scope whole when it completes, so objects deleted while the stream was
+/// disconnected are gone after the re-list, and a half-read list never shows.
+///
+/// Not kube-runtime's `Store` itself: the adapter keeps a projection of each object (no specs, no
+/// `managedFields`), reads one namespace at a time without scanning the cluster, and lets several namespace
+/// streams share one index, each replacing only its own namespace.
+#[derive(Debug)]
+pub struct StreamIndexer<T> {
+    scope: Scope,
+    listing: Option<Vec<T>>,
+}
+
+impl<T: Kept> StreamIndexer<T> {
+    /// An indexer for the stream watching `scope`.
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            listing: None,
+        }
+    }
+
+    /// The scope this stream owns.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Applies `change` to `index`; the lock is taken only when the index changes.
+    pub fn apply(&mut self, change: Change<T>, index: &RwLock<Index<T>>) -> Applied {
+        let write = || index.write().unwrap_or_else(|e| e.into_inner());
+        match change {
+            Change::Init => {
+                self.listing = Some(Vec::new());
+                Applied::Buffered
+            }
+            Change::InitApply(record) => {
+                self.listing.get_or_insert_with(Vec::new).push(record);
+                Applied::Buffered
+            }
+            Change::InitDone => {
+                let records = self.listing.take().unwrap_or_default();
+                write().replace(&self.scope, records);
+                Applied::Listed
+            }
+            Change::Apply(record) => {
+                write().apply(record);
+                Applied::Changed
+            }
+            Change::Delete { namespace, name } => {
+                write().delete(&namespace, &name);
+                Applied::Changed
+            }
+        }
+    }
+}
+
+/// Pods, Deployments and Nodes by namespace and name; shared between the watch streams and request handlers.
+#[derive(Debug, Default)]
+pub struct PodInventory {
+    pods: RwLock<Index<PodInfo>>,
+    deployments: RwLock<Index<DeploymentInfo>>,
+    nodes: RwLock<Index<NodeInfo>>,
+    streams: Streams,
+    /// Loaded whole from a snapshot: nothing to wait for.
+    loaded: AtomicBool,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PodInventory {
+    /// An empty inventory with no streams: not synced until a snapshot is loaded or streams are registered
+    /// and listed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The watch streams feeding this inventory, and their health.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// Adds or replaces a pod.
+    pub fn upsert(&self, pod: PodInfo) {
+        write(&self.pods).apply(pod);
+    }
+
+    /// Removes a pod.
+    pub fn remove(&self, namespace: &str, name: &str) {
+        write(&self.pods).delete(namespace, name);
     }
 
     /// Replaces everything with a snapshot and marks the inventory synced.
     pub fn load(&self, snapshot: Snapshot) {
-        for deployment in snapshot.deployments {
-            self.upsert_deployment(deployment);
-        }
-        for (name, addresses) in snapshot.nodes {
-            self.upsert_node(name, addresses);
-        }
-        self.replace_all(snapshot.pods);
+        write(&self.deployments).replace(&Scope::Cluster, snapshot.deployments);
+        write(&self.nodes).replace(&Scope::Cluster, snapshot.nodes);
+        write(&self.pods).replace(&Scope::Cluster, snapshot.pods);
+        self.loaded.store(true, Ordering::SeqCst);
     }
 
-    /// Adds or replaces a node's addresses.
-    pub fn upsert_node(&self, name: String, addresses: Vec<String>) {
-        self.nodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name, addresses);
+    /// Adds or replaces a Deployment.
+    pub fn upsert_deployment(&self, deployment: DeploymentInfo) {
+        write(&self.deployments).apply(deployment);
     }
 
-    /// Removes a node.
-    pub fn remove_node(&self, name: &str) {
-        self.nodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+    /// Adds or replaces a node.
+    pub fn upsert_node(&self, node: NodeInfo) {
+        write(&self.nodes).apply(node);
     }
 
     /// The node a series label value names: the node of that name, or the node with that address, the value
     /// read as `IP`, `IP:port`, `[IPv6]:port` or `host:port` (node-exporter's `instance` label). `None` when
     /// no known node matches.
     pub fn node_for(&self, value: &str) -> Option<String> {
-        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        if nodes.contains_key(value) {
+        let nodes = read(&self.nodes);
+        if nodes.get("", value).is_some() {
             return Some(value.to_owned());
         }
         let host = match value.strip_prefix('[') {
@@ -267,53 +489,26 @@ impl PodInventory {
             },
         };
         nodes
-            .iter()
-            .find(|(name, addresses)| *name == host || addresses.iter().any(|a| a == host))
-            .map(|(name, _)| name.clone())
-    }
-
-    /// Adds or replaces a Deployment.
-    pub fn upsert_deployment(&self, deployment: DeploymentInfo) {
-        let key = (deployment.namespace.clone(), deployment.name.clone());
-        self.deployments
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, Arc::new(deployment));
-    }
-
-    /// Removes a Deployment.
-    pub fn remove_deployment(&self, namespace: &str, name: &str) {
-        self.deployments
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(namespace.to_owned(), name.to_owned()));
+            .in_namespace("")
+            .find(|node| node.name == host || node.addresses.iter().any(|a| a == host))
+            .map(|node| node.name.clone())
     }
 
     /// One Deployment.
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<DeploymentInfo>> {
-        self.deployments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        read(&self.deployments).get(namespace, name).cloned()
     }
 
-    /// Marks the inventory synced (the watcher's initial list is complete).
-    pub fn mark_synced(&self) {
-        self.synced.store(true, Ordering::SeqCst);
-    }
-
-    /// True once the first full list has been applied; readiness waits for it.
+    /// True once a snapshot is loaded, or every registered stream has completed its first list; readiness
+    /// waits for it.
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::SeqCst)
+        self.loaded.load(Ordering::SeqCst) || self.streams.all_listed()
     }
 
     /// Live pods of `namespace` matching `selector`, sorted by name.
     pub fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<Arc<PodInfo>> {
-        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        pods.get(namespace)
-            .into_iter()
-            .flat_map(|m| m.values())
+        read(&self.pods)
+            .in_namespace(namespace)
             .filter(|p| p.is_live() && selector.matches(&p.labels))
             .cloned()
             .collect()
@@ -321,271 +516,29 @@ impl PodInventory {
 
     /// One pod, live or not.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
-        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        pods.get(namespace).and_then(|m| m.get(name)).cloned()
+        read(&self.pods).get(namespace, name).cloned()
     }
 
     /// Namespaces that have at least one pod, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<_> = pods.keys().cloned().collect();
+        let mut names: Vec<_> = read(&self.pods).by_namespace.keys().cloned().collect();
         names.sort();
         names
     }
-}
 
-/// `security-server-sidecar-secondary-7d9f8` → `security-server-sidecar-secondary`: the Deployment controller
-/// names ReplicaSets `<deployment>-<pod-template-hash>`.
-fn deployment_of_replica_set(replica_set: &str) -> Option<String> {
-    replica_set
-        .rsplit_once('-')
-        .map(|(deployment, _)| deployment.to_owned())
-}
-
-/// Reads pods from a Kubernetes `List` (YAML or JSON) as `kubectl get deploy,rs,pods -A -o yaml` prints it.
-/// ReplicaSets attribute pods to their Deployment; other kinds are ignored.
-pub fn load_file(path: &Path) -> Result<Snapshot, InventoryError> {
-    let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-        path: display.clone(),
-        source,
-    })?;
-    parse_list(&text).map_err(|message| InventoryError::Invalid {
-        path: display,
-        message,
-    })
-}
-
-/// Parses the text of an inventory file; see [`load_file`].
-pub fn parse_list(text: &str) -> Result<Snapshot, String> {
-    // JSON is YAML, so one parser serves both `-o json` and `-o yaml`. YAML 1.2 booleans only: read untyped,
-    // a namespace or label value `n`, `y`, `no` or `on` must stay a string (Kubernetes reads it as one).
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    let list: serde_json::Value =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
-    let kind = list
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or_default();
-    let items = match (kind, list.get("items")) {
-        ("List" | "PodList", Some(serde_json::Value::Array(items))) => items,
-        _ => {
-            return Err(
-                "expected a Kubernetes List with items (kubectl get deploy,rs,pods -A -o yaml)"
-                    .into(),
-            );
-        }
-    };
-    let mut owners = HashMap::new();
-    let mut pods = Vec::new();
-    let mut deployments = Vec::new();
-    let mut nodes = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let item_kind = item
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or(if kind == "PodList" { "Pod" } else { "" });
-        let invalid = |e: serde_json::Error| format!("items[{index}] ({item_kind}): {e}");
-        match item_kind {
-            "Pod" => pods.push(serde_json::from_value::<Pod>(item.clone()).map_err(invalid)?),
-            "Deployment" => {
-                let deployment =
-                    serde_json::from_value::<Deployment>(item.clone()).map_err(invalid)?;
-                deployments.push(DeploymentInfo::from_deployment(&deployment).ok_or_else(|| {
-                    format!("items[{index}] (Deployment): needs a namespace, a name and a valid spec.selector")
-                })?);
-            }
-            "Node" => {
-                let node = serde_json::from_value::<Node>(item.clone()).map_err(invalid)?;
-                if let Some(entry) = node_addresses(&node) {
-                    nodes.push(entry);
-                }
-            }
-            "ReplicaSet" => {
-                let rs = serde_json::from_value::<ReplicaSet>(item.clone()).map_err(invalid)?;
-                let deployment = rs
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|o| o.kind == "Deployment")
-                    .map(|o| o.name.clone());
-                if let (Some(ns), Some(name), Some(deployment)) =
-                    (rs.metadata.namespace, rs.metadata.name, deployment)
-                {
-                    owners.insert((ns, name), deployment);
-                }
-            }
-            _ => {}
-        }
-    }
-    let pods = pods
-        .iter()
-        .enumerate()
-        .map(|(index, pod)| {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            PodInfo::from_pod(pod, |rs| {
-                owners.get(&(namespace.clone(), rs.to_owned())).cloned()
-            })
-            .ok_or_else(|| format!("pod #{index} has no namespace or name"))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Snapshot {
-        pods,
-        deployments,
-        nodes,
-    })
-}
-
-/// A node's name and addresses.
-fn node_addresses(node: &Node) -> Option<(String, Vec<String>)> {
-    let name = node.metadata.name.clone()?;
-    let addresses = node
-        .status
-        .iter()
-        .flat_map(|s| s.addresses.iter().flatten())
-        .map(|a| a.address.clone())
-        .collect();
-    Some((name, addresses))
-}
-
-/// Keeps the inventory's node addresses in step with the cluster (for resource metrics whose node label holds
-/// `IP:port`).
-pub async fn watch_nodes(client: kube::Client, inventory: Arc<PodInventory>) {
-    use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
-    use kube::runtime::watcher::{self, Event};
-
-    let api: kube::Api<Node> = kube::Api::all(client);
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(Event::Apply(node) | Event::InitApply(node)) => {
-                if let Some((name, addresses)) = node_addresses(&node) {
-                    inventory.upsert_node(name, addresses);
-                }
-            }
-            Ok(Event::Delete(node)) => {
-                if let Some(name) = &node.metadata.name {
-                    inventory.remove_node(name);
-                }
-            }
-            Ok(Event::Init | Event::InitDone) => {}
-            Err(error) => tracing::warn!(%error, "node watch failed; retrying"),
-        }
-    }
-}
-
-type WatchEvents<K> = futures::stream::SelectAll<
-    futures::stream::BoxStream<
-        'static,
-        kube::runtime::watcher::Result<kube::runtime::watcher::Event<K>>,
-    >,
->;
-
-/// One merged watch over `namespaces` (all namespaces when empty).
-fn watch_all<K>(client: kube::Client, namespaces: &[String]) -> WatchEvents<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::watcher;
-    let apis: Vec<kube::Api<K>> = if namespaces.is_empty() {
-        vec![kube::Api::all(client)]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| kube::Api::namespaced(client.clone(), ns))
-            .collect()
-    };
-    futures::stream::select_all(
-        apis.into_iter()
-            .map(|api| watcher::watcher(api, watcher::Config::default()).boxed()),
-    )
-}
-
-/// Keeps `inventory` in step with the cluster's Deployments (in `namespaces`, or all).
-pub async fn watch_deployments(
-    client: kube::Client,
-    namespaces: Vec<String>,
-    inventory: Arc<PodInventory>,
-) {
-    use futures::StreamExt;
-    use kube::runtime::watcher::Event;
-
-    let mut events = watch_all::<Deployment>(client, &namespaces);
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(Event::Apply(d) | Event::InitApply(d)) => {
-                if let Some(info) = DeploymentInfo::from_deployment(&d) {
-                    inventory.upsert_deployment(info);
-                }
-            }
-            Ok(Event::Delete(d)) => {
-                if let (Some(ns), Some(name)) = (&d.metadata.namespace, &d.metadata.name) {
-                    inventory.remove_deployment(ns, name);
-                }
-            }
-            Ok(Event::Init | Event::InitDone) => {}
-            Err(error) => tracing::warn!(%error, "deployment watch failed; retrying"),
-        }
-    }
-}
-
-/// Keeps `inventory` in step with the cluster's pods (in `namespaces`, or all) until the stream ends.
-///
-/// Pods are attributed to Deployments through the ReplicaSet name (`<deployment>-<pod-template-hash>`),
-/// which the Deployment controller always produces.
-pub async fn watch(client: kube::Client, namespaces: Vec<String>, inventory: Arc<PodInventory>) {
-    use futures::StreamExt;
-    use kube::runtime::watcher::Event;
-
-    let mut events = watch_all::<Pod>(client, &namespaces);
-    let mut initial = Vec::new();
-    let mut pending_streams = namespaces.len().max(1);
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(Event::Apply(pod)) => {
-                if let Some(info) = PodInfo::from_pod(&pod, deployment_of_replica_set) {
-                    inventory.upsert(info);
-                }
-            }
-            Ok(Event::Delete(pod)) => {
-                if let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) {
-                    inventory.remove(ns, name);
-                }
-            }
-            Ok(Event::Init) => initial.clear(),
-            Ok(Event::InitApply(pod)) => {
-                initial.extend(PodInfo::from_pod(&pod, deployment_of_replica_set))
-            }
-            Ok(Event::InitDone) => {
-                for pod in initial.drain(..) {
-                    inventory.upsert(pod);
-                }
-                pending_streams = pending_streams.saturating_sub(1);
-                if pending_streams == 0 {
-                    inventory.mark_synced();
-                }
-            }
-            Err(error) => tracing::warn!(%error, "pod watch failed; retrying"),
-        }
+    /// How many pods, Deployments and Nodes are indexed, by resource.
+    pub fn counts(&self) -> [(&'static str, usize); 3] {
+        [
+            (PodInfo::RESOURCE, read(&self.pods).len()),
+            (DeploymentInfo::RESOURCE, read(&self.deployments).len()),
+            (NodeInfo::RESOURCE, read(&self.nodes).len()),
+        ]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SNAPSHOT: &str = include_str!("../tests/fixtures/inventory-sidecar.yaml");
 
     fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> PodInfo {
         PodInfo {
@@ -606,130 +559,149 @@ mod tests {
         }
     }
 
+    fn names(inventory: &PodInventory, namespace: &str) -> Vec<String> {
+        inventory
+            .select(namespace, &LabelSelector::everything())
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    fn list(indexer: &mut StreamIndexer<PodInfo>, inventory: &PodInventory, pods: Vec<PodInfo>) {
+        indexer.apply(Change::Init, &inventory.pods);
+        for pod in pods {
+            indexer.apply(Change::InitApply(pod), &inventory.pods);
+        }
+        assert_eq!(
+            indexer.apply(Change::InitDone, &inventory.pods),
+            Applied::Listed
+        );
+    }
+
+    #[test]
+    fn a_relist_drops_pods_deleted_while_the_watch_was_down() {
+        let inventory = PodInventory::new();
+        let mut stream = StreamIndexer::new(Scope::Cluster);
+        list(
+            &mut stream,
+            &inventory,
+            vec![pod("sidecar", "a", &[]), pod("sidecar", "b", &[])],
+        );
+        // The watch breaks, `b` is deleted, the history expires (410) and the watcher lists again.
+        list(&mut stream, &inventory, vec![pod("sidecar", "a", &[])]);
+        assert_eq!(names(&inventory, "sidecar"), ["a"]);
+    }
+
+    #[test]
+    fn a_half_read_list_is_never_served() {
+        let inventory = PodInventory::new();
+        let mut stream = StreamIndexer::new(Scope::Namespace("sidecar".into()));
+        list(&mut stream, &inventory, vec![pod("sidecar", "old", &[])]);
+        stream.apply(Change::Init, &inventory.pods);
+        stream.apply(
+            Change::InitApply(pod("sidecar", "new", &[])),
+            &inventory.pods,
+        );
+        assert_eq!(names(&inventory, "sidecar"), ["old"], "until InitDone");
+        stream.apply(Change::InitDone, &inventory.pods);
+        assert_eq!(names(&inventory, "sidecar"), ["new"]);
+    }
+
+    #[test]
+    fn a_namespace_relist_leaves_other_namespaces_alone() {
+        let inventory = PodInventory::new();
+        let mut a = StreamIndexer::new(Scope::Namespace("a".into()));
+        let mut b = StreamIndexer::new(Scope::Namespace("b".into()));
+        list(&mut a, &inventory, vec![pod("a", "a1", &[])]);
+        // `b` is mid-list while `a` lists again.
+        b.apply(Change::Init, &inventory.pods);
+        b.apply(Change::InitApply(pod("b", "b1", &[])), &inventory.pods);
+        list(&mut a, &inventory, vec![pod("a", "a2", &[])]);
+        b.apply(Change::InitApply(pod("b", "b2", &[])), &inventory.pods);
+        b.apply(Change::InitDone, &inventory.pods);
+        assert_eq!(names(&inventory, "a"), ["a2"]);
+        assert_eq!(names(&inventory, "b"), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn watch_events_add_change_and_delete_between_lists() {
+        let inventory = PodInventory::new();
+        let mut stream = StreamIndexer::new(Scope::Cluster);
+        list(&mut stream, &inventory, vec![pod("sidecar", "a", &[])]);
+        stream.apply(Change::Apply(pod("sidecar", "b", &[])), &inventory.pods);
+        stream.apply(
+            Change::Apply(PodInfo {
+                ready: false,
+                ..pod("sidecar", "a", &[])
+            }),
+            &inventory.pods,
+        );
+        assert!(!inventory.get("sidecar", "a").unwrap().ready);
+        stream.apply(
+            Change::Delete {
+                namespace: "sidecar".into(),
+                name: "a".into(),
+            },
+            &inventory.pods,
+        );
+        assert_eq!(names(&inventory, "sidecar"), ["b"]);
+        stream.apply(
+            Change::Delete {
+                namespace: "sidecar".into(),
+                name: "b".into(),
+            },
+            &inventory.pods,
+        );
+        assert!(inventory.namespaces().is_empty());
+        assert_eq!(inventory.counts()[0], ("pods", 0));
+    }
+
     #[test]
     fn node_label_values_map_to_node_names_by_name_or_address() {
         let inventory = PodInventory::new();
-        inventory.upsert_node(
-            "ip-10-0-1-2.eu-north-1.compute.internal".into(),
-            vec![
-                "10.0.1.2".into(),
-                "fd00::2".into(),
-                "ip-10-0-1-2.eu-north-1.compute.internal".into(),
-            ],
-        );
-        let node = Some("ip-10-0-1-2.eu-north-1.compute.internal".to_owned());
+        let name = "ip-10-0-1-2.eu-north-1.compute.internal";
+        inventory.upsert_node(NodeInfo {
+            name: name.into(),
+            addresses: vec!["10.0.1.2".into(), "fd00::2".into(), name.into()],
+        });
         for value in [
-            "ip-10-0-1-2.eu-north-1.compute.internal",
+            name,
             "10.0.1.2",
             "10.0.1.2:9100",
             "[fd00::2]:9100",
             "fd00::2",
             "ip-10-0-1-2.eu-north-1.compute.internal:10250",
         ] {
-            assert_eq!(inventory.node_for(value), node, "{value}");
+            assert_eq!(inventory.node_for(value).as_deref(), Some(name), "{value}");
         }
         assert_eq!(inventory.node_for("10.0.9.9:9100"), None);
-        inventory.remove_node("ip-10-0-1-2.eu-north-1.compute.internal");
-        assert_eq!(inventory.node_for("10.0.1.2"), None);
-    }
-
-    #[test]
-    fn a_kubectl_snapshot_yields_pods_with_their_deployment() {
-        let snapshot = parse_list(SNAPSHOT).unwrap();
-        let pods = snapshot.pods;
-        let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "security-server-sidecar-primary-0",
-                "security-server-sidecar-secondary-7d9f8-abcde",
-                "security-server-sidecar-secondary-7d9f8-fghij",
-                "security-server-sidecar-secondary-7d9f8-klmno",
-            ]
-        );
-        let secondary = &pods[1];
-        assert_eq!(
-            secondary.deployment.as_deref(),
-            Some("security-server-sidecar-secondary")
-        );
-        assert_eq!(secondary.ip.as_deref(), Some("10.42.0.11"));
-        assert!(secondary.ready);
-        assert_eq!(secondary.labels["run"], "security-server-sidecar-secondary");
-        let deployment = &snapshot.deployments[0];
-        assert_eq!(
-            (deployment.name.as_str(), deployment.replicas),
-            ("security-server-sidecar-secondary", 3)
-        );
-        assert_eq!(
-            deployment.selector.to_string(),
-            "run=security-server-sidecar-secondary"
-        );
-    }
-
-    #[test]
-    fn container_restarts_waiting_reasons_and_times_are_read() {
-        let yaml = "kind: List\nitems:\n- kind: Pod\n  metadata: {name: p, namespace: ns, creationTimestamp: '2026-01-01T00:00:00Z'}\n  status:\n    phase: Running\n    conditions: [{type: Ready, status: 'False', lastTransitionTime: '2026-01-01T00:10:00Z'}]\n    containerStatuses:\n    - name: c\n      image: i\n      imageID: ''\n      ready: false\n      restartCount: 4\n      state: {waiting: {reason: CrashLoopBackOff}}\n      lastState: {terminated: {exitCode: 1, finishedAt: '2026-01-01T00:09:30Z'}}\n";
-        let pod = &parse_list(yaml).unwrap().pods[0];
-        assert_eq!(pod.created, Some(1_767_225_600));
-        assert_eq!(pod.ready_changed, Some(1_767_226_200));
-        assert_eq!(
-            pod.containers,
-            [ContainerHealth {
-                name: "c".into(),
-                restarts: 4,
-                last_terminated: Some(1_767_226_170),
-                waiting_reason: Some("CrashLoopBackOff".into()),
-            }]
-        );
-    }
-
-    #[test]
-    fn a_json_list_parses_like_yaml() {
-        let json = r#"{"apiVersion":"v1","kind":"List","items":[
-            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"status":{"phase":"Pending"}}]}"#;
-        let pods = parse_list(json).unwrap().pods;
-        assert_eq!(pods[0].phase, "Pending");
-        assert!(!pods[0].ready);
-    }
-
-    #[test]
-    fn yaml_1_1_boolean_words_stay_strings() {
-        let yaml = "kind: List\nitems:\n- kind: Pod\n  metadata: {name: y, namespace: n, labels: {on: off}}\n";
-        let pod = &parse_list(yaml).unwrap().pods[0];
-        assert_eq!((pod.name.as_str(), pod.namespace.as_str()), ("y", "n"));
-        assert_eq!(pod.labels["on"], "off");
-    }
-
-    #[test]
-    fn files_that_are_not_lists_are_refused_clearly() {
-        assert!(
-            parse_list("kind: Pod\nmetadata: {name: p}\n")
-                .unwrap_err()
-                .contains("expected a Kubernetes List")
-        );
-        let bad =
-            "kind: List\nitems:\n- kind: Pod\n  metadata: {name: p, namespace: n, labels: [1]}\n";
-        assert!(parse_list(bad).unwrap_err().starts_with("items[0] (Pod)"));
+        let mut nodes = StreamIndexer::new(Scope::Cluster);
+        nodes.apply(Change::Init, &inventory.nodes);
+        nodes.apply(Change::InitDone, &inventory.nodes);
+        assert_eq!(inventory.node_for("10.0.1.2"), None, "gone after a relist");
     }
 
     #[test]
     fn select_returns_live_matching_pods_of_one_namespace_by_name() {
         let inventory = PodInventory::new();
         let run = [("run", "secondary")];
-        inventory.replace_all([
-            pod("sidecar", "b", &run),
-            pod("sidecar", "a", &run),
-            pod("sidecar", "other", &[("run", "primary")]),
-            pod("elsewhere", "c", &run),
-            PodInfo {
-                terminating: true,
-                ..pod("sidecar", "leaving", &run)
-            },
-            PodInfo {
-                phase: "Failed".into(),
-                ..pod("sidecar", "failed", &run)
-            },
-        ]);
+        inventory.load(Snapshot {
+            pods: vec![
+                pod("sidecar", "b", &run),
+                pod("sidecar", "a", &run),
+                pod("sidecar", "other", &[("run", "primary")]),
+                pod("elsewhere", "c", &run),
+                PodInfo {
+                    terminating: true,
+                    ..pod("sidecar", "leaving", &run)
+                },
+                PodInfo {
+                    phase: "Failed".into(),
+                    ..pod("sidecar", "failed", &run)
+                },
+            ],
+            ..Snapshot::default()
+        });
         let selector: LabelSelector = "run=secondary".parse().unwrap();
         let names: Vec<_> = inventory
             .select("sidecar", &selector)
@@ -742,19 +714,20 @@ mod tests {
     }
 
     #[test]
-    fn upsert_and_remove_keep_the_index_current() {
+    fn synced_means_a_loaded_snapshot_or_every_stream_listed() {
         let inventory = PodInventory::new();
         assert!(!inventory.is_synced());
-        inventory.upsert(pod("sidecar", "a", &[]));
-        inventory.upsert(PodInfo {
-            ready: false,
-            ..pod("sidecar", "a", &[])
-        });
-        assert!(!inventory.get("sidecar", "a").unwrap().ready);
-        inventory.remove("sidecar", "a");
-        assert!(inventory.get("sidecar", "a").is_none());
-        assert!(inventory.namespaces().is_empty());
-        inventory.mark_synced();
+        inventory.load(Snapshot::default());
         assert!(inventory.is_synced());
+
+        let watched = PodInventory::new();
+        let id = StreamId {
+            resource: "pods",
+            scope: Scope::Cluster,
+        };
+        watched.streams().register(&id);
+        assert!(!watched.is_synced());
+        watched.streams().progressed(&id, true);
+        assert!(watched.is_synced());
     }
 }

@@ -579,7 +579,7 @@ async fn external_metric(
 }
 
 /// One health check's outcome.
-type Check = (&'static str, Result<(), &'static str>);
+type Check = (&'static str, Result<(), String>);
 
 /// Renders `/livez`, `/readyz` and their `/<check>` forms as the generic apiserver does (§6).
 fn health_report(
@@ -653,22 +653,49 @@ async fn livez(uri: Uri) -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+    let unlisted = state.inventory.streams().unlisted();
+    let waiting = format!(
+        "waiting for the first list of {}",
+        unlisted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let inventory = if state.inventory.is_synced() {
         Ok(())
+    } else if unlisted.is_empty() {
+        Err("the pod inventory has not synced yet".to_owned())
     } else {
-        Err("the pod inventory has not synced yet")
+        Err(waiting)
     };
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.
     let health = state.cache.health();
     let ago = |t: i64| format!("{}s ago", crate::unix_now() - t);
-    let info = vec![format!(
+    let mut info = vec![format!(
         "[i]metrics-backend (information, not a readiness check): last success {}, last error {}",
         health.last_success.map_or("never".to_owned(), ago),
         health
             .last_error
             .map_or("none".to_owned(), |(t, e)| format!("{}: {e}", ago(t)))
     )];
+    // A lost watch leaves what is known in place; turning unready would only take discovery down with it.
+    info.extend(
+        state
+            .inventory
+            .streams()
+            .lost(std::time::Instant::now())
+            .into_iter()
+            .map(|lost| {
+                format!(
+                    "[i]watch {} (information, not a readiness check): failing for {}s, serving what was last seen: {}",
+                    lost.id,
+                    lost.failing_for.as_secs(),
+                    lost.error
+                )
+            }),
+    );
     health_report(
         "readyz",
         vec![

@@ -1,14 +1,18 @@
 //! Logs and the adapter's own metrics: tracing set-up (text or JSON) and the prometheus-client registry
 //! behind `/metrics`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::inventory::PodInventory;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -205,10 +209,79 @@ impl Metrics {
             .register(name, help, metric);
     }
 
+    /// Exports the inventory's size and the health of its watch streams, read at each scrape.
+    pub fn register_inventory(&self, inventory: Arc<PodInventory>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sub_registry_with_prefix("xroad_metrics_adapter")
+            .register_collector(Box::new(InventoryCollector(inventory)));
+    }
+
     /// Counts a cache outcome.
     pub fn cache(&self, reason: &'static str) {
         self.cache_lookups
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+}
+
+/// Labels of one watch stream.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    resource: &'static str,
+    /// Empty for a cluster-wide stream.
+    namespace: String,
+}
+
+/// The inventory's own series, computed from its state at each scrape so they can never disagree with it.
+#[derive(Debug)]
+struct InventoryCollector(Arc<PodInventory>);
+
+impl Collector for InventoryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let streams = self.0.streams().counters(Instant::now());
+        let label = |c: &crate::inventory::streams::StreamCounters| StreamLabels {
+            resource: c.id.resource,
+            namespace: c.id.namespace().to_owned(),
+        };
+        let mut family = encoder.encode_descriptor(
+            "watch_failures",
+            "Failed list or watch attempts of each inventory stream; each is retried after backoff",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for c in &streams {
+            ConstCounter::new(c.failures).encode(family.encode_family(&label(c))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "watch_relists",
+            "Lists after the first (a watch that fell behind the API server's history starts over)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for c in &streams {
+            ConstCounter::new(c.relists).encode(family.encode_family(&label(c))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "watch_lost",
+            "1 while an inventory stream has failed for over 30 s: what it serves may be out of date",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for c in &streams {
+            ConstGauge::new(i64::from(c.lost)).encode(family.encode_family(&label(c))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "inventory_objects",
+            "Objects the inventory holds, by resource",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (resource, count) in self.0.counts() {
+            ConstGauge::new(count as i64)
+                .encode(family.encode_family(&[("resource", resource)])?)?;
+        }
+        Ok(())
     }
 }

@@ -388,7 +388,7 @@ async fn an_unreadable_trust_configmap_stops_startup_unless_tolerated() {
 async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
     use support::delegated::{ClusterPki, FakeKube};
     let pki = ClusterPki::new();
-    let (kube, _) = FakeKube::start(pki.configmap()).await;
+    let (kube, _) = FakeKube::with_authentication(pki.configmap()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))

@@ -19,8 +19,12 @@ mod traffic;
 pub use traffic::*;
 #[path = "delegated.rs"]
 pub mod delegated;
+#[path = "fake_kube.rs"]
+pub mod fake_kube;
 #[path = "pki.rs"]
 pub mod pki;
+#[path = "served.rs"]
+pub mod served;
 
 /// The inventory of the Sidecar layout: one Primary, three Secondary pods.
 pub const INVENTORY: &str = concat!(
@@ -398,4 +402,20 @@ impl Drop for TlsAdapter {
             let _ = stop.send(());
         }
     }
+}
+
+/// Polls `check` every 50 ms until it holds, failing the test after `timeout`; returns how long it took.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within {timeout:?}: {what}");
 }

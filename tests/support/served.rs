@@ -1,0 +1,98 @@
+//! The real `xroad-metrics-adapter serve` binary as a child process, as a user runs it: flags in, HTTPS out,
+//! its log kept for the failure message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{TlsAdapter, free_port};
+
+pub struct ServedAdapter {
+    child: Child,
+    pub tls: TlsAdapter,
+    pub log: PathBuf,
+    client: reqwest::Client,
+}
+
+impl ServedAdapter {
+    /// Starts `serve` with `--authentication none` on loopback plus `args`, and waits until it answers
+    /// `/livez` (not `/readyz`: tests decide what readiness to wait for).
+    pub async fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("adapter.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+            .args([
+                "serve",
+                "--authentication",
+                "none",
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .args(["--secure-port", &port.to_string(), "--cert-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let ca_file = dir.path().join(xroad_metrics_adapter::server::tls::CA_FILE);
+        let tls = TlsAdapter {
+            port,
+            ca_file: ca_file.clone(),
+            stop: None,
+            _dir: dir,
+        };
+        let mut served = Self {
+            child,
+            tls,
+            log,
+            client: reqwest::Client::new(),
+        };
+        for _ in 0..300 {
+            if let Ok(pem) = std::fs::read(&ca_file) {
+                let ca = reqwest::Certificate::from_pem(&pem).unwrap();
+                served.client = reqwest::Client::builder()
+                    .tls_certs_merge([ca])
+                    .build()
+                    .unwrap();
+                if served.get("/livez").await.is_some() {
+                    return served;
+                }
+            }
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("serve exited with {status}:\n{}", served.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("serve did not answer within 30 s:\n{}", served.log_text());
+    }
+
+    /// GET `path`: status and body, or `None` when nothing answers.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = self
+            .client
+            .get(format!("https://localhost:{}{path}", self.tls.port))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kubectl get --raw PATH` against this adapter, as JSON.
+    pub async fn kubectl_json(&self, dir: &Path, path: &str) -> serde_json::Value {
+        self.tls.kubectl_json(dir, path).await
+    }
+}
+
+impl Drop for ServedAdapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
