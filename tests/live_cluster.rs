@@ -193,14 +193,14 @@ async fn a_pod_deleted_while_the_watch_was_down_is_dropped_by_the_relist() {
 async fn two_watched_namespaces_list_independently_and_readiness_waits_for_both() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let kube = sidecar_cluster().await;
-    // A second namespace of 1,200 pods: three pages of the watcher's 500, served slowly.
+    // A second namespace of 1,200 pods: twelve pages of the watcher's 100, each served slowly.
     for i in 0..1200 {
         kube.apply(
             "pods",
             objects::secondary_pod("big", &format!("pod-{i:04}"), "10.43.0.1"),
         );
     }
-    kube.set_list_latency("big", Duration::from_millis(700));
+    kube.set_list_latency("big", Duration::from_millis(200));
     let (state, _dir) = watching(
         &prometheus.url,
         &kube,
@@ -229,7 +229,7 @@ async fn two_watched_namespaces_list_independently_and_readiness_waits_for_both(
         .iter()
         .filter(|c| c.path == "/api/v1/namespaces/big/pods" && !c.is_watch())
         .count();
-    assert_eq!(pages, 3, "limit/continue paging");
+    assert_eq!(pages, 12, "limit/continue paging");
 
     // Both relist (history compacted); sidecar finishes long before big. Neither ever shows a partial list.
     kube.set_failing(true);
@@ -245,7 +245,7 @@ async fn two_watched_namespaces_list_independently_and_readiness_waits_for_both(
             .iter()
             .filter(|c| c.path == "/api/v1/namespaces/big/pods" && !c.is_watch() && c.status == 200)
             .count()
-            >= 6;
+            >= 24;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(relisted, "big listed again");

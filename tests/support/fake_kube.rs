@@ -80,7 +80,15 @@ pub struct KubeState {
 
 impl KubeState {
     /// The objects of `resource` in `namespace` ("" for all) as they were at `revision`, by key.
-    fn at(&self, resource: &str, namespace: &str, revision: u64) -> Vec<Value> {
+    fn at(&self, resource: &str, namespace: &str, revision: u64) -> Vec<(&Key, &Value)> {
+        if revision >= self.revision {
+            // Now: the current objects, without replaying the history.
+            return self
+                .objects
+                .iter()
+                .filter(|(k, _)| k.0 == resource && (namespace.is_empty() || k.1 == namespace))
+                .collect();
+        }
         let mut objects: BTreeMap<&Key, &Value> = BTreeMap::new();
         for change in self.history.iter().take_while(|c| c.revision <= revision) {
             if change.key.0 != resource || (!namespace.is_empty() && change.key.1 != namespace) {
@@ -92,7 +100,7 @@ impl KubeState {
                 objects.insert(&change.key, &change.object);
             }
         }
-        objects.into_values().cloned().collect()
+        objects.into_iter().collect()
     }
 }
 
@@ -424,36 +432,28 @@ async fn list(fake: &FakeKube, target: Target, query: &HashMap<String, String>) 
         );
     }
     let only = field_name(query);
-    let mut items: Vec<Value> = state
-        .at(&target.resource, &target.namespace, revision)
-        .into_iter()
-        .filter(|o| only.as_ref().is_none_or(|n| n == name_of(o)))
-        .filter(|o| {
-            after
-                .as_ref()
-                .and_then(|a| a.split_once('/'))
-                .is_none_or(|after| {
-                    (
-                        o["metadata"]["namespace"].as_str().unwrap_or_default(),
-                        name_of(o),
-                    ) > after
-                })
-        })
-        .collect();
     let limit = query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let after = after.as_ref().and_then(|a| a.split_once('/'));
+    let mut matching = state
+        .at(&target.resource, &target.namespace, revision)
+        .into_iter()
+        .filter(|(key, _)| only.as_ref().is_none_or(|n| *n == key.2))
+        .filter(|(key, _)| after.is_none_or(|after| (key.1.as_str(), key.2.as_str()) > after))
+        .peekable();
+    let mut items = Vec::new();
+    let mut last = None;
+    while let Some((key, object)) = matching.next_if(|_| items.len() < limit) {
+        items.push(object.clone());
+        last = Some(key);
+    }
     let mut metadata = json!({"resourceVersion": revision.to_string()});
-    if let Some(limit) = limit.filter(|l| items.len() > *l) {
-        items.truncate(limit);
-        let last = items.last().unwrap();
-        metadata["continue"] = json!(format!(
-            "{revision}/{}/{}",
-            last["metadata"]["namespace"].as_str().unwrap_or_default(),
-            name_of(last)
-        ));
-        metadata["remainingItemCount"] = json!(0);
+    if let (Some(last), Some(_)) = (last, matching.peek()) {
+        metadata["continue"] = json!(format!("{revision}/{}/{}", last.1, last.2));
+        metadata["remainingItemCount"] = json!(matching.count());
     }
     for item in &mut items {
         let object = item.as_object_mut().unwrap();
@@ -639,5 +639,98 @@ pub mod objects {
                "spec": {"replicas": replicas, "selector": {"matchLabels": {"run": SECONDARY}},
                         "template": {"metadata": {"labels": {"run": SECONDARY}},
                                      "spec": {"containers": [{"name": "security-server", "image": "niis/xroad-security-server-sidecar:7.6.2"}]}}}})
+    }
+}
+
+/// A cluster of the size users run, in the shapes `kubectl get -o json` prints (managed fields, specs and
+/// statuses as the kubelet and controllers write them), for scale tests and benches.
+pub mod cluster {
+    use serde_json::{Value, json};
+
+    /// Pods per Deployment, and per Node.
+    pub const PODS_PER_DEPLOYMENT: usize = 10;
+    pub const PODS_PER_NODE: usize = 40;
+
+    fn managed_fields(manager: &str) -> Value {
+        json!([{"manager": manager, "operation": "Update", "apiVersion": "v1", "time": "2026-01-01T00:00:00Z",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}},
+                "f:ownerReferences": {".": {}, "k:{\"uid\":\"rs\"}": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
+                ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:ports": {}, "f:resources": {}}}}}},
+              {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2026-01-01T00:00:30Z",
+               "fieldsType": "FieldsV1", "subresource": "status", "fieldsV1": {"f:status": {"f:conditions": {},
+               "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:podIPs": {}, "f:startTime": {}}}}])
+    }
+
+    /// Pod `i` of the cluster: namespace `ns-<i/1000>`, Deployment `app-<i/10>`.
+    pub fn pod(i: usize) -> Value {
+        let deployment = format!("app-{:04}", i / PODS_PER_DEPLOYMENT);
+        let ip = format!("10.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256);
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": format!("{deployment}-7d9f8c6b5-{i:05}"), "namespace": format!("ns-{:02}", i / 1000),
+                            "uid": format!("00000000-0000-0000-0000-{i:012}"), "resourceVersion": "12345",
+                            "creationTimestamp": "2026-01-01T00:00:00Z", "generateName": format!("{deployment}-7d9f8c6b5-"),
+                            "labels": {"app": deployment, "pod-template-hash": "7d9f8c6b5"},
+                            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-7d9f8c6b5"),
+                                                 "uid": "rs", "controller": true, "blockOwnerDeletion": true}],
+                            "managedFields": managed_fields("kube-controller-manager")},
+               "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.2.3", "imagePullPolicy": "IfNotPresent",
+                                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10},
+                                        "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+                                        "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
+                        "nodeName": format!("node-{:03}", i / PODS_PER_NODE), "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+                        "serviceAccountName": "default", "schedulerName": "default-scheduler", "priority": 0,
+                        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+                        "volumes": [{"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}]},
+               "status": {"phase": "Running", "hostIP": "192.168.0.10", "podIP": ip, "podIPs": [{"ip": ip}], "qosClass": "Burstable",
+                          "startTime": "2026-01-01T00:00:05Z",
+                          "conditions": [{"type": "Initialized", "status": "True", "lastTransitionTime": "2026-01-01T00:00:05Z"},
+                                         {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:30Z"},
+                                         {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-01-01T00:00:30Z"},
+                                         {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                          "containerStatuses": [{"name": "app", "ready": true, "started": true, "restartCount": 0,
+                                                 "image": "registry.example.com/app:1.2.3",
+                                                 "imageID": "registry.example.com/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                                                 "containerID": format!("containerd://{i:064}"),
+                                                 "state": {"running": {"startedAt": "2026-01-01T00:00:10Z"}}}]}})
+    }
+
+    pub fn deployment(d: usize) -> Value {
+        let name = format!("app-{d:04}");
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "namespace": format!("ns-{:02}", d * PODS_PER_DEPLOYMENT / 1000), "uid": format!("d-{d}")},
+               "spec": {"replicas": PODS_PER_DEPLOYMENT, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.2.3"}]}}}})
+    }
+
+    pub fn replica_set(d: usize) -> Value {
+        let name = format!("app-{d:04}");
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": format!("{name}-7d9f8c6b5"), "namespace": format!("ns-{:02}", d * PODS_PER_DEPLOYMENT / 1000),
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": format!("d-{d}"), "controller": true}]},
+               "spec": {"replicas": PODS_PER_DEPLOYMENT, "selector": {"matchLabels": {"app": name, "pod-template-hash": "7d9f8c6b5"}},
+                        "template": {"metadata": {"labels": {"app": name, "pod-template-hash": "7d9f8c6b5"}}}}})
+    }
+
+    pub fn node(n: usize) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": format!("node-{n:03}"), "labels": {"kubernetes.io/hostname": format!("node-{n:03}")}},
+               "status": {"addresses": [{"type": "InternalIP", "address": format!("192.168.{}.{}", n / 256, n % 256)},
+                                        {"type": "Hostname", "address": format!("node-{n:03}")}]}})
+    }
+
+    /// `kubectl get nodes,deploy,rs,pods -A -o json` of a cluster of `pods` pods.
+    pub fn snapshot(pods: usize) -> Value {
+        let deployments = pods.div_ceil(PODS_PER_DEPLOYMENT);
+        let mut items: Vec<Value> = (0..pods.div_ceil(PODS_PER_NODE)).map(node).collect();
+        items.extend((0..deployments).map(deployment));
+        items.extend((0..deployments).map(replica_set));
+        items.extend((0..pods).map(pod));
+        json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}})
     }
 }

@@ -80,6 +80,10 @@ impl ServedAdapter {
         Some((response.status().as_u16(), response.text().await.ok()?))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
