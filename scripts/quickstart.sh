@@ -2,8 +2,19 @@
 # The quick start, no cluster needed: a real Prometheus loaded with sample traffic of a 3-pod X-Road Security
 # Server Sidecar deployment, the adapter serving it over TLS, `kubectl get --raw` reading per-pod rates, and
 # the replica count an HPA would choose for a sample target.
+#
+# Pods come from a snapshot file (tests/fixtures/inventory-sidecar.yaml), or with --cluster from a kube API
+# the adapter lists and watches as in a cluster (the tests' fake of it); there a pod then crash-loops and the
+# scale-on-failure value rises.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cluster=false
+case "${1:-}" in
+  --cluster) cluster=true ;;
+  "") ;;
+  *) echo "usage: $0 [--cluster]" >&2; exit 2 ;;
+esac
 
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 ADAPTER_PORT=${ADAPTER_PORT:-16443}
@@ -11,7 +22,7 @@ TARGET=${TARGET:-10}   # HPA Pods target: averageValue packets/s per pod
 
 scripts/install-deps.sh
 echo "== building the adapter"
-cargo build --quiet --locked --bin xroad-metrics-adapter --example quickstart_data
+cargo build --quiet --locked --bin xroad-metrics-adapter --example quickstart_data --example quickstart_cluster
 adapter=target/debug/xroad-metrics-adapter
 
 work=$(mktemp -d)
@@ -33,9 +44,21 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prome
 pids+=($!)
 wait_for "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" prometheus
 
-echo "== starting the adapter on https://127.0.0.1:$ADAPTER_PORT (pods from tests/fixtures/inventory-sidecar.yaml)"
+if $cluster; then
+  echo "== starting a kube API holding the Secondary Deployment and its 3 pods (Secondary B will crash-loop in 20 s)"
+  target/debug/examples/quickstart_cluster "$work" 20 >"$work/cluster.out" 2>"$work/cluster.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -s "$work/cluster.out" ] && break; sleep 0.1; done
+  pods=(--kubeconfig "$(cat "$work/cluster.out")")
+  from="listed and watched from that API"
+else
+  pods=(--inventory tests/fixtures/inventory-sidecar.yaml)
+  from="from tests/fixtures/inventory-sidecar.yaml"
+fi
+
+echo "== starting the adapter on https://127.0.0.1:$ADAPTER_PORT (pods $from)"
 "$adapter" serve --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml \
-  --inventory tests/fixtures/inventory-sidecar.yaml --cert-dir "$work/certs" \
+  "${pods[@]}" --cert-dir "$work/certs" \
   --authentication none --bind-address 127.0.0.1 --secure-port "$ADAPTER_PORT" >"$work/adapter.log" 2>&1 &
 pids+=($!)
 wait_for "https://127.0.0.1:$ADAPTER_PORT/readyz" adapter
@@ -71,13 +94,28 @@ k "$policy"
 echo
 echo "== why the scale-on-failure policy asks for that many replicas"
 "$adapter" explain --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml \
-  --inventory tests/fixtures/inventory-sidecar.yaml
+  "${pods[@]}"
 
 echo
 echo "== the replica count an HPA with a Pods target of averageValue $TARGET packets/s would choose"
-"$adapter" query --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --inventory tests/fixtures/inventory-sidecar.yaml \
+"$adapter" query --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" "${pods[@]}" \
   -n sidecar -l run=security-server-sidecar-secondary --metric container_network_receive_packets_per_second \
   --target-average-value "$TARGET"
+if $cluster; then
+  echo
+  echo "== a pod fails: the kube API reports Secondary B in CrashLoopBackOff, the watch delivers it, and after"
+  echo "   failFor (30 s) the policy asks for one more replica"
+  before=$(kubectl --kubeconfig "$work/kubeconfig" get --raw "$policy" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["value"])')
+  for _ in $(seq 1 90); do
+    now=$(kubectl --kubeconfig "$work/kubeconfig" get --raw "$policy" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["value"])')
+    [ "$now" != "$before" ] && break
+    sleep 1
+  done
+  [ "$now" != "$before" ] || { echo "the policy did not change; the adapter's log:" >&2; cat "$work/adapter.log" >&2; exit 1; }
+  k "$policy"
+  "$adapter" explain --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml "${pods[@]}"
+fi
+
 echo
 echo "== Grafana dashboards"
 echo "dashboards/xroad-autoscaling.json and dashboards/xroad-metrics-adapter.json; in a cluster, deploy/ installs them as"

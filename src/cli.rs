@@ -648,6 +648,7 @@ async fn shutdown_signal() {
 pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     let config = load_config(&args.source)?;
     let (state, _) = build_state(&args.source, &config, Guard::anonymous()).await?;
+    wait_for_inventory(&state.inventory).await?;
     let target = args
         .target_average_value
         .as_deref()
@@ -814,7 +815,16 @@ async fn wait_for_inventory(inventory: &PodInventory) -> Result<(), CliError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Err(message("the pod list did not sync within 30 s"))
+    let unlisted: Vec<_> = inventory
+        .streams()
+        .unlisted()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Err(message(format!(
+        "the cluster's objects did not list within 30 s (still waiting for {}); the log says why",
+        unlisted.join(", ")
+    )))
 }
 
 /// `check-config` for a Prometheus Adapter configuration: each rule's naming, labels and a sample query.
