@@ -205,6 +205,9 @@ pub struct LeaderElectionConfig {
     pub lease_duration: Duration,
 }
 
+/// Prometheus' usual scrape interval, assumed unless `scrapeInterval` says otherwise.
+const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -246,6 +249,8 @@ struct RawConfig {
     refresh_interval: Option<String>,
     max_staleness: Option<String>,
     rate_window: Option<String>,
+    /// Prometheus' scrape interval for cAdvisor, which bounds `rateWindow` from below.
+    scrape_interval: Option<String>,
     #[serde(default)]
     scale_on_failure: Vec<RawPolicy>,
     xroad: Option<RawXRoad>,
@@ -464,6 +469,14 @@ impl Config {
                 ));
             }
         }
+        let scrape_interval = positive(
+            "scrapeInterval",
+            duration(
+                "scrapeInterval",
+                raw.scrape_interval.clone(),
+                DEFAULT_SCRAPE_INTERVAL,
+            )?,
+        )?;
         let config = Config {
             prometheus: PrometheusConfig {
                 url: raw
@@ -530,11 +543,16 @@ impl Config {
                     );
             }
         }
-        if config.rate_window.as_secs() < 60 || config.rate_window.subsec_nanos() != 0 {
+        // rate() needs at least two samples in its window, and four leave room for a missed scrape.
+        let shortest = scrape_interval * 4;
+        if config.rate_window < shortest || config.rate_window.subsec_nanos() != 0 {
             return Err(invalid(
                 "rateWindow",
-                "must be a whole number of seconds, at least 60s (4 × a 15s scrape interval)"
-                    .into(),
+                format!(
+                    "must be a whole number of seconds, at least {}s (4 × scrapeInterval {}s)",
+                    shortest.as_secs_f64(),
+                    scrape_interval.as_secs_f64()
+                ),
             ));
         }
         Ok(config)
@@ -937,7 +955,13 @@ mod tests {
         );
         assert!(err("prometheus: {url: 'ftp://x'}").contains("prometheus.url"));
         assert!(err("prometheus: {timeout: 0s}").contains("must be greater than zero"));
-        assert!(err("rateWindow: 30s").contains("at least 60s"));
+        assert_eq!(
+            err("rateWindow: 30s"),
+            "c.yaml: rateWindow: must be a whole number of seconds, at least 60s (4 × scrapeInterval 15s)"
+        );
+        assert!(err("scrapeInterval: 5s\nrateWindow: 10s").contains("at least 20s"));
+        let fast = Config::parse("c.yaml", "scrapeInterval: 5s\nrateWindow: 20s").unwrap();
+        assert_eq!(fast.rate_window, Duration::from_secs(20));
         assert!(
             err("prometheus: {headers: {'bad header': x}}").contains("not a valid HTTP header")
         );

@@ -157,6 +157,15 @@ const BROKEN_WAITING_REASONS: &[&str] = &[
     "InvalidImageName",
 ];
 
+/// What the pod's status says is wrong, and since when, as far as the status tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFailure {
+    /// Why.
+    pub why: String,
+    /// When it began (Unix seconds), from the status's own time stamps.
+    pub since: Option<i64>,
+}
+
 /// Why the pod's status says it is failing, if it does. A pod younger than `startup_grace` that is not yet
 /// Ready is starting, not failing: the Sidecar's startup probe allows minutes.
 pub fn pod_status_failure(
@@ -164,36 +173,48 @@ pub fn pod_status_failure(
     now: i64,
     restart_window: Duration,
     startup_grace: Duration,
-) -> Option<String> {
+) -> Option<StatusFailure> {
+    // A crash-looping pod went unready when its container first failed.
+    let unready_since = pod.ready_changed.filter(|_| !pod.ready);
     for container in &pod.containers {
         if let Some(reason) = container
             .waiting_reason
             .as_deref()
             .filter(|r| BROKEN_WAITING_REASONS.contains(r))
         {
-            return Some(format!("container {} is waiting: {reason}", container.name));
+            return Some(StatusFailure {
+                why: format!("container {} is waiting: {reason}", container.name),
+                since: unready_since,
+            });
         }
         if let Some(at) = container.last_terminated
             && now - at <= restart_window.as_secs() as i64
         {
-            return Some(format!(
-                "container {} restarted {}s ago ({} restarts)",
-                container.name,
-                now - at,
-                container.restarts
-            ));
+            return Some(StatusFailure {
+                why: format!(
+                    "container {} restarted {}s ago ({} restarts)",
+                    container.name,
+                    now - at,
+                    container.restarts
+                ),
+                since: Some(at),
+            });
         }
     }
     let age = pod.created.map_or(i64::MAX, |created| now - created);
     let past_startup = age > startup_grace.as_secs() as i64;
+    let startup_over = pod
+        .created
+        .map(|created| created + startup_grace.as_secs() as i64);
+    let failure = |why: String, since: Option<i64>| Some(StatusFailure { why, since });
     match pod.phase.as_str() {
-        "Unknown" => Some("phase Unknown (node unreachable?)".into()),
-        "Pending" if past_startup => Some(format!("Pending for {age}s")),
+        "Unknown" => failure("phase Unknown (node unreachable?)".into(), None),
+        "Pending" if past_startup => failure(format!("Pending for {age}s"), startup_over),
         "Running" if !pod.ready && past_startup => {
             let since = pod
                 .ready_changed
                 .map_or(String::new(), |t| format!(" for {}s", now - t));
-            Some(format!("not Ready{since}"))
+            failure(format!("not Ready{since}"), unready_since.max(startup_over))
         }
         _ => None,
     }
@@ -207,23 +228,27 @@ pub fn assess(
     liveness_failures: Option<f64>,
     active: Option<&ActiveState>,
 ) -> PodHealth {
-    let health = |state, reasons| PodHealth {
+    let health = |state, reasons, failing_since| PodHealth {
         pod: pod.name.clone(),
         state,
         reasons,
+        failing_since,
     };
     if active == Some(&ActiveState::Maintenance) {
         return health(
             PodState::Maintenance,
             vec!["health check: maintenance mode (503)".into()],
+            None,
         );
     }
     let mut reasons = Vec::new();
+    let mut failing_since = None;
     if signals.pod_status
-        && let Some(why) =
+        && let Some(failure) =
             pod_status_failure(pod, now, signals.restart_window, signals.startup_grace)
     {
-        reasons.push(format!("pod status: {why}"));
+        reasons.push(format!("pod status: {}", failure.why));
+        failing_since = failure.since;
     }
     if let Some(count) = liveness_failures.filter(|c| *c > 0.0) {
         reasons.push(format!(
@@ -236,16 +261,19 @@ pub fn assess(
         reasons.push(format!("health check: {why}"));
     }
     if !reasons.is_empty() {
-        return health(PodState::Failing, reasons);
+        return health(PodState::Failing, reasons, failing_since);
     }
     match active {
-        Some(ActiveState::Healthy) => health(PodState::Healthy, vec!["health check: ok".into()]),
+        Some(ActiveState::Healthy) => {
+            health(PodState::Healthy, vec!["health check: ok".into()], None)
+        }
         _ if pod.ready && pod.phase == "Running" => {
-            health(PodState::Healthy, vec!["pod status: Ready".into()])
+            health(PodState::Healthy, vec!["pod status: Ready".into()], None)
         }
         _ => health(
             PodState::Unknown,
             vec![format!("pod status: {}, not Ready yet", pod.phase)],
+            None,
         ),
     }
 }

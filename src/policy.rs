@@ -42,6 +42,10 @@ pub struct PodHealth {
     pub state: PodState,
     /// Why, one line per signal that spoke.
     pub reasons: Vec<String>,
+    /// When the pod's own status says its failure began (Unix seconds), if it says. `failFor` counts from
+    /// then, so an adapter that has just started, or a second replica, counts a long-failing pod at once
+    /// instead of waiting `failFor` again (the HPA would scale to the minimum in between).
+    pub failing_since: Option<i64>,
 }
 
 /// The policy's parameters.
@@ -96,6 +100,7 @@ impl Hysteresis {
         &mut self,
         failing: bool,
         now: i64,
+        failing_since: Option<i64>,
         fail_for: Duration,
         recover_for: Duration,
     ) -> bool {
@@ -103,7 +108,12 @@ impl Hysteresis {
             self.pending_since = None;
             return self.counted;
         }
-        let since = *self.pending_since.get_or_insert(now);
+        let observed = self.pending_since.unwrap_or(now);
+        let since = match failing_since {
+            Some(at) if failing => observed.min(at),
+            _ => observed,
+        };
+        self.pending_since = Some(since);
         let needed = if failing { fail_for } else { recover_for };
         if now - since >= needed.as_secs() as i64 {
             self.counted = failing;
@@ -151,7 +161,13 @@ impl PolicyTracker {
                 maintenance.push(health.pod.clone());
             }
             let tracker = self.pods.entry(health.pod.clone()).or_default();
-            if tracker.update(failing, now, p.fail_for, p.recover_for) {
+            if tracker.update(
+                failing,
+                now,
+                health.failing_since,
+                p.fail_for,
+                p.recover_for,
+            ) {
                 counted_failing.push(health.pod.clone());
             }
         }
@@ -225,6 +241,7 @@ mod tests {
                 pod: format!("pod-{i:02}"),
                 state: *state,
                 reasons: vec![],
+                failing_since: None,
             })
             .collect()
     }
@@ -353,8 +370,37 @@ mod tests {
                 pod: "pod-new".into(),
                 state: Healthy,
                 reasons: vec![],
+                failing_since: None,
             },
         ];
         assert_eq!(tracker.evaluate(31, 100.0, &replaced).replicas, 2);
+    }
+
+    #[test]
+    fn a_failure_dated_by_the_pod_counts_from_that_date_even_for_a_new_tracker() {
+        // An adapter that restarts at t=1000 sees a pod crash-looping since t=900: failFor (30 s) is over.
+        let mut restarted = PolicyTracker::new(policy());
+        let failing = vec![PodHealth {
+            failing_since: Some(900),
+            ..pods(&[Failing])[0].clone()
+        }];
+        let decision = restarted.evaluate(1000, 100.0, &failing);
+        assert_eq!(decision.counted_failing, ["pod-00"]);
+        // A date in the future (clock skew) counts as now.
+        let mut skewed = PolicyTracker::new(policy());
+        let ahead = vec![PodHealth {
+            failing_since: Some(2000),
+            ..failing[0].clone()
+        }];
+        assert!(
+            skewed
+                .evaluate(1000, 100.0, &ahead)
+                .counted_failing
+                .is_empty()
+        );
+        assert_eq!(
+            skewed.evaluate(1030, 100.0, &ahead).counted_failing,
+            ["pod-00"]
+        );
     }
 }

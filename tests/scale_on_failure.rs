@@ -91,6 +91,7 @@ impl Cluster {
                     pod: format!("pod-{i}"),
                     state: *state,
                     reasons: vec![],
+                    failing_since: None,
                 })
                 .collect();
             let decision = self.tracker.evaluate(t, LOAD, &health);

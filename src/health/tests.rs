@@ -147,9 +147,15 @@ fn pod_status_failures_name_their_cause() {
 
     let mut crashing = running_pod();
     crashing.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+    crashing.ready = false;
+    crashing.ready_changed = Some(NOW - 600);
     assert_eq!(
         pod_status_failure(&crashing, NOW, window, grace).unwrap(),
-        "container security-server-sidecar is waiting: CrashLoopBackOff"
+        StatusFailure {
+            why: "container security-server-sidecar is waiting: CrashLoopBackOff".into(),
+            since: Some(NOW - 600)
+        },
+        "failing since it went unready"
     );
 
     let mut restarted = running_pod();
@@ -157,7 +163,10 @@ fn pod_status_failures_name_their_cause() {
     restarted.containers[0].last_terminated = Some(NOW - 40);
     assert_eq!(
         pod_status_failure(&restarted, NOW, window, grace).unwrap(),
-        "container security-server-sidecar restarted 40s ago (3 restarts)"
+        StatusFailure {
+            why: "container security-server-sidecar restarted 40s ago (3 restarts)".into(),
+            since: Some(NOW - 40)
+        }
     );
     restarted.containers[0].last_terminated = Some(NOW - 400);
     assert_eq!(
@@ -171,7 +180,10 @@ fn pod_status_failures_name_their_cause() {
     not_ready.ready_changed = Some(NOW - 90);
     assert_eq!(
         pod_status_failure(&not_ready, NOW, window, grace).unwrap(),
-        "not Ready for 90s"
+        StatusFailure {
+            why: "not Ready for 90s".into(),
+            since: Some(NOW - 90)
+        }
     );
 
     let mut starting = not_ready;
@@ -188,7 +200,11 @@ fn pod_status_failures_name_their_cause() {
     pending.created = Some(NOW - 700);
     assert_eq!(
         pod_status_failure(&pending, NOW, window, grace).unwrap(),
-        "Pending for 700s"
+        StatusFailure {
+            why: "Pending for 700s".into(),
+            since: Some(NOW - 100),
+        },
+        "failing since the startup grace ran out"
     );
 }
 

@@ -622,10 +622,12 @@ pub mod objects {
                                                  "state": {"running": {"startedAt": "2026-01-01T00:00:10Z"}}}]}})
     }
 
-    /// `pod` with its container crash-looping, as the kubelet reports it.
+    /// `pod` with its container crash-looping from now on, as the kubelet reports it.
     pub fn crash_looping(mut pod: Value) -> Value {
         let status = &mut pod["status"];
         status["conditions"][0]["status"] = json!("False");
+        status["conditions"][0]["lastTransitionTime"] =
+            json!(k8s_openapi::jiff::Timestamp::now().to_string());
         status["containerStatuses"][0]["ready"] = json!(false);
         status["containerStatuses"][0]["restartCount"] = json!(5);
         status["containerStatuses"][0]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}});

@@ -17,6 +17,8 @@ use xroad_metrics_adapter::server::{self, AppState, tls};
 #[path = "traffic.rs"]
 mod traffic;
 pub use traffic::*;
+#[path = "control_plane.rs"]
+pub mod control_plane;
 #[path = "delegated.rs"]
 pub mod delegated;
 #[path = "fake_kube.rs"]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The real Kubernetes control plane for the end-to-end tests: kube-apiserver, kube-controller-manager and etcd at
+# the versions pinned in scripts/control-plane/go.mod (Kubernetes v1.37.2, the etcd it requires), built from the
+# Go module proxy into .tools/control-plane/bin and reused while that module is unchanged.
+#
+#   scripts/control-plane.sh build    build (or reuse) the binaries; prints their folder
+#
+# tests/control_plane.rs runs them (PKI, etcd, kube-apiserver with the aggregation layer, the controllers).
+# The first build downloads about 400 modules and takes about 11 minutes on 2 cores; later builds reuse Go's
+# module and build caches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+module=scripts/control-plane
+bin=.tools/control-plane/bin
+stamp="$bin/.built-from"
+
+build() {
+  command -v go >/dev/null || { echo "go is not installed: the control plane is built with the Go toolchain (Debian: apt-get install -y golang-go, 1.26 or newer)" >&2; exit 1; }
+  local want
+  want=$(cat "$module/go.mod" "$module/go.sum" "$module/etcd/main.go" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+     && [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/etcd" ]; then
+    echo "$bin"
+    return
+  fi
+  mkdir -p "$bin"
+  local kubernetes
+  kubernetes=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$module/go.mod")
+  echo "building kube-apiserver, kube-controller-manager (k8s.io/kubernetes $kubernetes) and etcd into $bin" >&2
+  local targets=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./etcd)
+  for target in "${targets[@]}"; do
+    if ! (cd "$module" && GOFLAGS=-mod=mod go build -trimpath -o "../../$bin/" "$target"); then
+      echo "building $target failed (module k8s.io/kubernetes $kubernetes, $(go version))" >&2
+      exit 1
+    fi
+  done
+  echo "$want" > "$stamp"
+  echo "$bin"
+}
+
+case "${1:-}" in
+  build) build ;;
+  *) echo "usage: $0 build" >&2; exit 2 ;;
+esac
