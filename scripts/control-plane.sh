@@ -4,6 +4,7 @@
 # Go module proxy into .tools/control-plane/bin and reused while that module is unchanged.
 #
 #   scripts/control-plane.sh build    build (or reuse) the binaries; prints their folder
+#   scripts/control-plane.sh up       build, then run them on loopback until Ctrl-C (prints an admin kubeconfig)
 #
 # tests/control_plane.rs runs them (PKI, etcd, kube-apiserver with the aggregation layer, the controllers).
 # The first build downloads about 400 modules and takes about 11 minutes on 2 cores; later builds reuse Go's
@@ -41,5 +42,6 @@ build() {
 
 case "${1:-}" in
   build) build ;;
-  *) echo "usage: $0 build" >&2; exit 2 ;;
+  up) build >/dev/null && exec cargo run --quiet --locked --example control_plane ;;
+  *) echo "usage: $0 build|up" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::inventory::PodInventory;
+use crate::inventory::streams::StreamCounters;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -238,40 +239,52 @@ struct StreamLabels {
 #[derive(Debug)]
 struct InventoryCollector(Arc<PodInventory>);
 
+/// One family with a sample per stream.
+fn encode_streams<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, prometheus_client::metrics::MetricType),
+    streams: &[StreamCounters],
+    value: impl Fn(&StreamCounters) -> M,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for stream in streams {
+        let labels = StreamLabels {
+            resource: stream.id.resource,
+            namespace: stream.id.namespace().to_owned(),
+        };
+        value(stream).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for InventoryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
         let streams = self.0.streams().counters(Instant::now());
-        let label = |c: &crate::inventory::streams::StreamCounters| StreamLabels {
-            resource: c.id.resource,
-            namespace: c.id.namespace().to_owned(),
-        };
-        let mut family = encoder.encode_descriptor(
+        let failures = (
             "watch_failures",
             "Failed list or watch attempts of each inventory stream; each is retried after backoff",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for c in &streams {
-            ConstCounter::new(c.failures).encode(family.encode_family(&label(c))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+            Counter,
+        );
+        encode_streams(&mut encoder, failures, &streams, |s| {
+            ConstCounter::new(s.failures)
+        })?;
+        let relists = (
             "watch_relists",
             "Lists after the first (a watch that fell behind the API server's history starts over)",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for c in &streams {
-            ConstCounter::new(c.relists).encode(family.encode_family(&label(c))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+            Counter,
+        );
+        encode_streams(&mut encoder, relists, &streams, |s| {
+            ConstCounter::new(s.relists)
+        })?;
+        let lost = (
             "watch_lost",
             "1 while an inventory stream has failed for over 30 s: what it serves may be out of date",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for c in &streams {
-            ConstGauge::new(i64::from(c.lost)).encode(family.encode_family(&label(c))?)?;
-        }
+            Gauge,
+        );
+        encode_streams(&mut encoder, lost, &streams, |s| {
+            ConstGauge::new(i64::from(s.lost))
+        })?;
         let mut family = encoder.encode_descriptor(
             "inventory_objects",
             "Objects the inventory holds, by resource",

@@ -61,6 +61,19 @@ async fn watching(
     (state, dir)
 }
 
+/// `watching` the whole cluster, once every stream has listed.
+async fn watching_synced(
+    prometheus: &str,
+    kube: &FakeKube,
+) -> (std::sync::Arc<AppState>, tempfile::TempDir) {
+    let (state, dir) = watching(prometheus, kube, &[], Config::default()).await;
+    eventually("synced", Duration::from_secs(10), || async {
+        state.inventory.is_synced()
+    })
+    .await;
+    (state, dir)
+}
+
 fn served_pods(list: &Value) -> BTreeSet<String> {
     values(list).into_iter().map(|(pod, _)| pod).collect()
 }
@@ -148,11 +161,7 @@ async fn pods_added_and_deleted_through_the_watch_are_served_and_dropped_within_
 async fn a_pod_deleted_while_the_watch_was_down_is_dropped_by_the_relist() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let kube = sidecar_cluster().await;
-    let (state, _dir) = watching(&prometheus.url, &kube, &[], Config::default()).await;
-    eventually("synced", Duration::from_secs(10), || async {
-        state.inventory.is_synced()
-    })
-    .await;
+    let (state, _dir) = watching_synced(&prometheus.url, &kube).await;
 
     // The API server goes away; meanwhile B is deleted and the history it would replay is compacted.
     kube.set_failing(true);
@@ -258,11 +267,7 @@ async fn two_watched_namespaces_list_independently_and_readiness_waits_for_both(
 async fn api_errors_keep_serving_what_is_known_with_backoff_and_resync_after() {
     let prometheus = Prometheus::start(&sidecar_traffic()).await;
     let kube = sidecar_cluster().await;
-    let (state, dir) = watching(&prometheus.url, &kube, &[], Config::default()).await;
-    eventually("synced", Duration::from_secs(10), || async {
-        state.inventory.is_synced()
-    })
-    .await;
+    let (state, dir) = watching_synced(&prometheus.url, &kube).await;
     let adapter = TlsAdapter::start(state.clone()).await;
 
     kube.set_failing(true);

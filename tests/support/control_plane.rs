@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::free_port;
 use super::pki::{Ca, Leaf};
+use super::{free_port, require_tool};
 
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
@@ -227,7 +227,7 @@ impl ControlPlane {
 
     /// The real kubectl with `kubeconfig`.
     pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
-        let kubectl = super::require_tool(
+        let kubectl = require_tool(
             "kubectl",
             "install kubectl (Debian: apt-get install -y kubernetes-client)",
         );

@@ -2,7 +2,6 @@
 //! served in process over real TLS, and the named X-Road Sidecar data set.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,6 +13,9 @@ use xroad_metrics_adapter::health::Inputs;
 use xroad_metrics_adapter::server::guard::Guard;
 use xroad_metrics_adapter::server::{self, AppState, tls};
 
+#[path = "tools.rs"]
+mod tools;
+pub use tools::*;
 #[path = "traffic.rs"]
 mod traffic;
 pub use traffic::*;
@@ -33,24 +35,6 @@ pub const INVENTORY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/inventory-sidecar.yaml"
 );
-
-/// Fails the test with an install hint when `tool` is missing: tests never skip silently.
-pub fn require_tool(tool: &str, install: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(tool))
-        .find(|path| path.is_file());
-    found.unwrap_or_else(|| panic!("`{tool}` is not installed; this test needs it: {install}"))
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A real Prometheus on a free loopback port with its own data directory; killed on drop.
 pub struct Prometheus {
