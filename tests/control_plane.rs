@@ -71,16 +71,29 @@ fn adapter_config() -> String {
     )
 }
 
-/// The adapter as the cluster runs it: delegated authentication, its ServiceAccount's token, TLS for the
-/// Service's name.
-fn start_adapter(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// The adapter process, killed when dropped, so a failing test leaves nothing running.
+struct Adapter(Child);
+
+impl Adapter {
+    /// The adapter as the cluster runs it: delegated authentication, its ServiceAccount's token, TLS for the
+    /// Service's name.
+    fn start(args: &[String]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn json(text: &str) -> Value {
@@ -146,7 +159,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
     ]
     .map(String::from)
     .to_vec();
-    let mut adapter = start_adapter(&args);
+    let adapter = Adapter::start(&args);
 
     // The APIServices of apiservice/, with the caBundle cert-manager would inject and the adapter's port, behind
     // an ExternalName Service (see support::control_plane).
@@ -376,8 +389,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
     until("one pod in CrashLoopBackOff", 5, 4, 90).await;
 
     // The adapter dies: the HPA cannot read its metrics and keeps the size it has, then resumes.
-    adapter.kill().unwrap();
-    adapter.wait().unwrap();
+    drop(adapter);
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(15) {
         record("adapter down");
@@ -396,7 +408,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
             .any(|c| c["type"] == "ScalingActive" && c["status"] == "False"),
         "{down}"
     );
-    let mut adapter = start_adapter(&args);
+    let adapter = Adapter::start(&args);
 
     // Load halves and the pod recovers: 2 replicas.
     traffic.lock().unwrap().total_per_second = 20.0;
@@ -432,8 +444,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
         reasons.iter().any(|r| r.starts_with("SuccessfulRescale")),
         "{reasons:?}"
     );
-    adapter.kill().unwrap();
-    adapter.wait().unwrap();
+    drop(adapter);
     println!(
         "HPA trace:\n{}\n\nHPA events:\n{}",
         trace.lock().unwrap().join("\n"),
