@@ -815,15 +815,9 @@ async fn wait_for_inventory(inventory: &PodInventory) -> Result<(), CliError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let unlisted: Vec<_> = inventory
-        .streams()
-        .unlisted()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     Err(message(format!(
         "the cluster's objects did not list within 30 s (still waiting for {}); the log says why",
-        unlisted.join(", ")
+        inventory.streams().describe_unlisted().unwrap_or_default()
     )))
 }
 

@@ -653,21 +653,13 @@ async fn livez(uri: Uri) -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
-    let unlisted = state.inventory.streams().unlisted();
-    let waiting = format!(
-        "waiting for the first list of {}",
-        unlisted
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let inventory = if state.inventory.is_synced() {
         Ok(())
-    } else if unlisted.is_empty() {
-        Err("the pod inventory has not synced yet".to_owned())
     } else {
-        Err(waiting)
+        Err(match state.inventory.streams().describe_unlisted() {
+            Some(streams) => format!("waiting for the first list of {streams}"),
+            None => "the pod inventory has not synced yet".to_owned(),
+        })
     };
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.

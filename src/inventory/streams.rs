@@ -140,6 +140,13 @@ impl Streams {
             .collect()
     }
 
+    /// The streams still waiting for their first list, for messages (`pods in namespace a, nodes in the
+    /// cluster`); `None` when there are none.
+    pub fn describe_unlisted(&self) -> Option<String> {
+        let unlisted: Vec<String> = self.unlisted().iter().map(ToString::to_string).collect();
+        (!unlisted.is_empty()).then(|| unlisted.join(", "))
+    }
+
     fn lost_for(health: &StreamHealth, now: Instant) -> Option<Duration> {
         let since = health.failing_since?;
         let (last, _) = health.last_error.as_ref()?;
@@ -202,6 +209,10 @@ mod tests {
         streams.progressed(&pods_in("a"), true);
         assert!(!streams.all_listed());
         assert_eq!(streams.unlisted(), [pods_in("b")]);
+        assert_eq!(
+            streams.describe_unlisted().as_deref(),
+            Some("pods in namespace b")
+        );
         streams.progressed(&pods_in("b"), false);
         assert!(!streams.all_listed(), "an object is not a complete list");
         streams.progressed(&pods_in("b"), true);
