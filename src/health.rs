@@ -564,7 +564,11 @@ impl FailurePolicy {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            self.tick(&inputs).await;
+            // Before the first list every Deployment looks missing; the served metric stays absent (404)
+            // instead of an evaluation that can only fail.
+            if inputs.inventory.is_synced() {
+                self.tick(&inputs).await;
+            }
         }
     }
 }
