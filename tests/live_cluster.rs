@@ -391,9 +391,10 @@ async fn scale_on_failure_works_from_the_cluster_alone() {
     })
     .await;
     let raised = crashed.elapsed();
+    // Kubernetes dates the Ready transition in whole seconds, and failFor counts from it.
     assert!(
-        raised >= Duration::from_secs(3),
-        "not before failFor: {raised:?}"
+        raised >= Duration::from_secs(2),
+        "not before failFor (3 s, less the second the time stamp drops): {raised:?}"
     );
     let (_, unhealthy) = adapter
         .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/deployments.apps/security-server-sidecar-secondary/unhealthy_pods")

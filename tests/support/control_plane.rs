@@ -347,7 +347,11 @@ impl Kubelet {
                             };
                             let ready = if crashing { "False" } else { "True" };
                             // As the kubelet does: the Ready condition changes now.
-                            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                            let now = k8s_openapi::jiff::Timestamp::from_second(
+                                k8s_openapi::jiff::Timestamp::now().as_second(),
+                            )
+                            .unwrap()
+                            .to_string();
                             let status = json!({"status": {
                                 "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "192.0.2.1",
                                 "startTime": "2026-01-01T00:00:00Z",

@@ -626,8 +626,13 @@ pub mod objects {
     pub fn crash_looping(mut pod: Value) -> Value {
         let status = &mut pod["status"];
         status["conditions"][0]["status"] = json!("False");
-        status["conditions"][0]["lastTransitionTime"] =
-            json!(k8s_openapi::jiff::Timestamp::now().to_string());
+        // Whole seconds, as kube-apiserver writes times.
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        status["conditions"][0]["lastTransitionTime"] = json!(
+            k8s_openapi::jiff::Timestamp::from_second(now)
+                .unwrap()
+                .to_string()
+        );
         status["containerStatuses"][0]["ready"] = json!(false);
         status["containerStatuses"][0]["restartCount"] = json!(5);
         status["containerStatuses"][0]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}});
