@@ -51,16 +51,6 @@ fn memory(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn ready(adapter: &ServedAdapter) {
-    eventually("ready", Duration::from_secs(120), || async {
-        adapter
-            .get("/readyz")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-    })
-    .await;
-}
-
 /// A fake cluster holding the first `pods` pods of the generated cluster, with their Deployments and Nodes.
 async fn fake_cluster(pods: usize) -> FakeKube {
     let (kube, _) = FakeKube::start().await;
@@ -132,7 +122,7 @@ async fn main() {
             kubeconfig.to_str().unwrap(),
         ])
         .await;
-        ready(&adapter).await;
+        adapter.wait_ready(Duration::from_secs(120)).await;
         let took = start.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (rss, hwm) = memory(adapter.pid());
@@ -146,7 +136,7 @@ async fn main() {
         json_path.to_str().unwrap(),
     ])
     .await;
-    ready(&adapter).await;
+    adapter.wait_ready(Duration::from_secs(120)).await;
     let took = start.elapsed();
     let (rss, hwm) = memory(adapter.pid());
     println!("--inventory JSON snapshot of {PODS} pods | {took:.2?} | {rss:.1} | {hwm:.1}");

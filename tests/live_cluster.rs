@@ -106,13 +106,7 @@ async fn pods_added_and_deleted_through_the_watch_are_served_and_dropped_within_
         kube.kubeconfig(dir.path()).to_str().unwrap(),
     ])
     .await;
-    eventually("ready", Duration::from_secs(20), || async {
-        adapter
-            .get("/readyz")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-    })
-    .await;
+    adapter.wait_ready(Duration::from_secs(20)).await;
     let list = adapter.kubectl_json(dir.path(), PODS_PATH).await;
     assert_eq!(
         values(&list),

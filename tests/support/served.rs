@@ -80,6 +80,16 @@ impl ServedAdapter {
         Some((response.status().as_u16(), response.text().await.ok()?))
     }
 
+    /// Waits until `/readyz` answers 200, failing after `timeout`; how long it took.
+    pub async fn wait_ready(&self, timeout: Duration) -> Duration {
+        super::eventually("/readyz answers 200", timeout, || async {
+            self.get("/readyz")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+        })
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
