@@ -11,8 +11,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::served::ServedAdapter;
 
 use support::*;
 
@@ -75,99 +75,26 @@ fn series_data() -> String {
     out
 }
 
-struct Adapter {
-    child: Child,
-    port: u16,
-    /// Trusts the CA the adapter generated.
-    client: reqwest::Client,
+/// `serve` with the built-in Sidecar pods, against `prometheus`, with `extra` flags, once ready.
+async fn start_adapter(prometheus: &Prometheus, extra: &[&str]) -> ServedAdapter {
+    let mut args = vec![
+        "--prometheus-url",
+        &prometheus.url,
+        "--inventory",
+        INVENTORY,
+    ];
+    args.extend_from_slice(extra);
+    let adapter = ServedAdapter::start(&args).await;
+    adapter.wait_ready(Duration::from_secs(60)).await;
+    adapter
 }
 
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_adapter(prometheus: &Prometheus, extra: &[&str]) -> Adapter {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap().keep();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
-        .args([
-            "serve",
-            "--authentication",
-            "none",
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .args([
-            "--secure-port",
-            &port.to_string(),
-            "--prometheus-url",
-            &prometheus.url,
-        ])
-        .args(["--inventory", INVENTORY, "--cert-dir"])
-        .arg(&dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..600 {
-        if let Ok(ca) = std::fs::read(dir.join("ca.crt")) {
-            let client = reqwest::Client::builder()
-                .tls_certs_merge([reqwest::Certificate::from_pem(&ca).unwrap()])
-                .build()
-                .unwrap();
-            if client
-                .get(format!("https://localhost:{port}/readyz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Adapter {
-                    child,
-                    port,
-                    client,
-                };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the adapter did not start");
-}
-
-/// `VmRSS` and `VmHWM` of `pid`, in MiB.
-fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .parse::<f64>()
-            .unwrap()
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-async fn discovered(adapter: &Adapter) -> usize {
-    let list: serde_json::Value = adapter
-        .client
-        .get(format!(
-            "https://localhost:{}/apis/custom.metrics.k8s.io/v1beta2",
-            adapter.port
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
+async fn discovered(adapter: &ServedAdapter) -> usize {
+    let (_, body) = adapter
+        .get("/apis/custom.metrics.k8s.io/v1beta2")
         .await
         .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     list["resources"].as_array().unwrap().len()
 }
 
@@ -185,8 +112,8 @@ async fn main() {
     )
     .await;
     let (base_entries, rule_entries) = (discovered(&baseline).await, discovered(&with_rules).await);
-    let (base_rss, base_peak) = memory(baseline.child.id());
-    let (rss, peak) = memory(with_rules.child.id());
+    let (base_rss, base_peak) = baseline.memory();
+    let (rss, peak) = with_rules.memory();
     println!("{series} series in Prometheus; the Helm chart's default rules");
     println!(
         "baseline (built-in metrics only): {base_entries:>5} discovery entries, RSS {base_rss:7.1} MiB, peak {base_peak:7.1} MiB"

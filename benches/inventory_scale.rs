@@ -37,20 +37,6 @@ fn time(mut run: impl FnMut()) -> Duration {
     )
 }
 
-/// `VmRSS` and `VmHWM` of a process, in MiB.
-fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// A fake cluster holding the first `pods` pods of the generated cluster, with their Deployments and Nodes.
 async fn fake_cluster(pods: usize) -> FakeKube {
     let (kube, _) = FakeKube::start().await;
@@ -125,7 +111,7 @@ async fn main() {
         adapter.wait_ready(Duration::from_secs(120)).await;
         let took = start.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (rss, hwm) = memory(adapter.pid());
+        let (rss, hwm) = adapter.memory();
         println!("watching {pods} pods and their Deployments | {took:.2?} | {rss:.1} | {hwm:.1}");
     }
     let start = Instant::now();
@@ -138,6 +124,6 @@ async fn main() {
     .await;
     adapter.wait_ready(Duration::from_secs(120)).await;
     let took = start.elapsed();
-    let (rss, hwm) = memory(adapter.pid());
+    let (rss, hwm) = adapter.memory();
     println!("--inventory JSON snapshot of {PODS} pods | {took:.2?} | {rss:.1} | {hwm:.1}");
 }

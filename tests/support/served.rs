@@ -90,8 +90,18 @@ impl ServedAdapter {
         .await
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), in MiB.
+    pub fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap()
+                / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn log_text(&self) -> String {
