@@ -18,6 +18,7 @@ pub mod error;
 pub mod health;
 pub mod hpa;
 pub mod inventory;
+pub mod names;
 pub mod policy;
 pub mod promql;
 pub mod quantity;

@@ -62,6 +62,25 @@ pub fn regex_literal(value: &str) -> String {
     out
 }
 
+/// The inside of a double-quoted PromQL string holding a regex that matches exactly `values`: each value
+/// regex-escaped, joined with `|`, then string-escaped. This is the form of the Prometheus Adapter's
+/// `.LabelValuesByName`, which its rules place in `label=~"<<index .LabelValuesByName "pod">>"`.
+///
+/// ```
+/// use xroad_metrics_adapter::promql::regex_alternation_in_string;
+/// assert_eq!(regex_alternation_in_string(["a.b", "c"]), r"a\\.b|c");
+/// assert_eq!(regex_alternation_in_string([r#"x"}"#]), r#"x\"\\}"#);
+/// ```
+pub fn regex_alternation_in_string<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let regex = values
+        .into_iter()
+        .map(regex_literal)
+        .collect::<Vec<_>>()
+        .join("|");
+    let quoted = quote(&regex);
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
 /// True for `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label-name syntax.
 pub fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();

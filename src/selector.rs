@@ -8,6 +8,8 @@ use std::fmt;
 
 use kube::core::{Expression, SelectorExt};
 
+use crate::names;
+
 /// Selectors longer than this are refused before parsing: no deployment's selector comes near it.
 pub const MAX_SELECTOR_LEN: usize = 16 * 1024;
 
@@ -421,26 +423,12 @@ fn is_qualified_part(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A DNS-1123 subdomain: lower-case alphanumerics, `-` and `.`, at most 253 long.
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            let bytes = label.as_bytes();
-            !label.is_empty()
-                && bytes[0].is_ascii_alphanumeric()
-                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        })
-}
-
 fn validate_key(key: &str) -> Result<(), SelectorError> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    let prefix_ok = prefix.is_none_or(is_dns_subdomain);
+    let prefix_ok = prefix.is_none_or(names::is_dns_subdomain);
     if prefix_ok && is_qualified_part(name, 63) {
         Ok(())
     } else {

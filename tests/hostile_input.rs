@@ -3,6 +3,9 @@
 //! selectors). Each gets a clean answer of the expected code, and the query sent to the backend is exactly
 //! the expected one, or none at all.
 //!
+//! The same holds for metrics served by Prometheus Adapter rules, whose templates place request values where
+//! the rule's author chose (`.LabelMatchers`, `.LabelValuesByName`).
+//!
 //! The backend here records what it is asked instead of answering it (it returns no samples): what matters is
 //! the PromQL text, which is spelled out literally below, not derived from the code under test.
 
@@ -14,7 +17,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use support::*;
+use xroad_metrics_adapter::adapter_rules::AdapterRules;
 use xroad_metrics_adapter::cache::QueryCache;
+use xroad_metrics_adapter::compat::discovery::SeriesKeys;
+use xroad_metrics_adapter::compat::rules::AdapterConfig;
 use xroad_metrics_adapter::server::AppState;
 use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
 
@@ -31,6 +37,22 @@ impl MetricSource for RecordingBackend {
     ) -> BoxFuture<'a, Result<Vec<Sample>, SourceError>> {
         self.queries.lock().unwrap().push(promql.to_owned());
         async { Ok(Vec::new()) }.boxed()
+    }
+
+    /// Every series query finds one X-Road gauge, for the rules to serve.
+    fn series<'a>(
+        &'a self,
+        _: &'a str,
+        _: i64,
+        _: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesKeys>, SourceError>> {
+        async {
+            Ok(vec![SeriesKeys {
+                name: "xroad_queue_depth".into(),
+                labels: vec!["namespace".into(), "pod".into(), "interface".into()],
+            }])
+        }
+        .boxed()
     }
 }
 
@@ -52,6 +74,104 @@ fn recording_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
         guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
         rules: None,
     })
+}
+
+/// Rules that place request values in every template field: `.LabelMatchers` and `.GroupBy` in the custom
+/// rule, `.LabelValuesByName` (as the Prometheus Adapter's documentation places it, in `=~"…"`) in both.
+const HOSTILE_TARGET_RULES: &str = r#"
+rules:
+- seriesQuery: 'xroad_queue_depth'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) * on(pod) group_left max(up{pod=~"<<index .LabelValuesByName "pod">>",namespace=~"<<index .LabelValuesByName "namespace">>"}) by (pod)'
+externalRules:
+- seriesQuery: 'xroad_queue_depth'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: 'sum(<<.Series>>{interface=~"<<index .LabelValuesByName "interface">>",<<.LabelMatchers>>})'
+"#;
+
+/// The recording adapter serving [`HOSTILE_TARGET_RULES`], relisted once.
+async fn recording_rules_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
+    let config = AdapterConfig::parse(HOSTILE_TARGET_RULES).unwrap();
+    let rules = AdapterRules::new(config, backend.clone(), Duration::from_secs(600), None);
+    rules.relist().await.unwrap();
+    let mut state = Arc::into_inner(recording_adapter(backend)).unwrap();
+    state.rules = Some(Arc::new(rules));
+    Arc::new(state)
+}
+
+const RULE_PODS: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods";
+const RULE_EXTERNAL: &str =
+    "/apis/external.metrics.k8s.io/v1beta1/namespaces/sidecar/xroad_queue_depth";
+
+/// The rule's query for one pod of namespace `sidecar`.
+fn rule_query_for(pod: &str, pod_regex_in_string: &str) -> String {
+    format!(
+        "sum(xroad_queue_depth{{namespace=\"sidecar\",pod=\"{pod}\"}}) by (pod) * on(pod) group_left \
+         max(up{{pod=~\"{pod_regex_in_string}\",namespace=~\"sidecar\"}}) by (pod)"
+    )
+}
+
+fn rule_corpus() -> Vec<Case> {
+    let attack = r#"x"}[2m])) by (pod) or (vector(1) + on() secret_thing{namespace="secret"}) or sum(rate(up{a=~""#;
+    let pod = |name: &str| format!("{RULE_PODS}/{}/xroad_queue_depth", encoded(name));
+    vec![
+        case(
+            "a pod the inventory holds",
+            pod("security-server-sidecar-secondary-7d9f8-abcde"),
+            404,
+            Some(rule_query_for(
+                "security-server-sidecar-secondary-7d9f8-abcde",
+                "security-server-sidecar-secondary-7d9f8-abcde",
+            )),
+        ),
+        case("the injection that leaked another namespace", pod(attack), 400, None),
+        case("a quote in a pod name", pod("a\"b"), 400, None),
+        case("a brace in a pod name", pod("a}b"), 400, None),
+        case("an upper-case pod name", pod("Sidecar-0"), 400, None),
+        case("a valid name the inventory doesn't hold", pod("a.b"), 404, None),
+        case(
+            "a hostile name for another resource",
+            format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/services/{}/xroad_queue_depth",
+                encoded(attack)
+            ),
+            400,
+            None,
+        ),
+        case(
+            "a hostile namespace",
+            format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/pods/%2A/xroad_queue_depth",
+                encoded("sidecar\"}")
+            ),
+            400,
+            None,
+        ),
+        case(
+            "an injection through metricLabelSelector",
+            format!(
+                "{RULE_PODS}/%2A/xroad_queue_depth?metricLabelSelector={}",
+                encoded("interface=a\"}")
+            ),
+            400,
+            None,
+        ),
+        case(
+            "an external selector with regex metacharacters",
+            format!("{RULE_EXTERNAL}?labelSelector={}", encoded("interface in (eth.0,eth1)")),
+            200,
+            Some(
+                "sum(xroad_queue_depth{interface=~\"eth\\\\.0|eth1\",interface=~\"eth\\\\.0|eth1\",namespace=\"sidecar\"})"
+                    .into(),
+            ),
+        ),
+        case(
+            "an injection through the external selector",
+            format!("{RULE_EXTERNAL}?labelSelector={}", encoded("interface=eth0\"})")),
+            400,
+            None,
+        ),
+    ]
 }
 
 const PODS: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/%2A/container_network_receive_packets_per_second";
@@ -420,9 +540,9 @@ fn corpus() -> Vec<Case> {
             None,
         ),
         case(
-            "encoded .. segments",
+            "encoded .. segments: no object is named ..",
             "/apis/custom.metrics.k8s.io/v1beta2/%2e%2e/%2e%2e/version",
-            404,
+            400,
             None,
         ),
         case(
@@ -506,6 +626,28 @@ async fn every_hostile_request_gets_a_clean_answer_and_exactly_the_expected_quer
         if code >= 400 {
             assert_eq!(body["kind"], "Status", "{}: {body}", case.what);
             assert_eq!(body["code"], code, "{}", case.what);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn rule_served_metrics_refuse_hostile_names_and_escape_every_template_field() {
+    let mut failures = Vec::new();
+    for case in &rule_corpus() {
+        let backend = Arc::new(RecordingBackend::default());
+        let state = recording_rules_adapter(backend.clone()).await;
+        let (code, body) = get(&state, &case.path).await;
+        let queries = backend.queries.lock().unwrap().clone();
+        let expected: Vec<String> = case.query.iter().cloned().collect();
+        if code != case.code || queries != expected {
+            failures.push(format!(
+                "{}: got {code} and {queries:?}, expected {} and {expected:?}; body {body}",
+                case.what, case.code
+            ));
+        }
+        if code >= 400 {
+            assert_eq!(body["kind"], "Status", "{}: {body}", case.what);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -1,7 +1,9 @@
 //! The PromQL a Prometheus Adapter rule runs for one request: the `metricsQuery` template's fields built as the
-//! adapter builds them (`../shared/reference/prometheus-adapter-compat.md` §2.4–§2.5, §4), with two
-//! deliberate differences: values inside `=~` are regex-escaped, and a query that groups by the resource label
-//! is not given the list of object names (the caller selects the objects from the answer instead). Pure.
+//! adapter builds them, with two deliberate differences: every value a request supplies is escaped for the
+//! place it lands in (`.LabelMatchers` as string literals, `.LabelValuesByName` as a regex inside a
+//! double-quoted string, where the adapter's own documentation places it), and a query that groups by the
+//! resource label is not given the list of object names (the caller selects the objects from the answer
+//! instead). Pure.
 
 use std::collections::BTreeMap;
 
@@ -61,16 +63,20 @@ fn names_matcher(label: &str, names: &[String]) -> String {
     }
 }
 
-/// `.LabelValuesByName` of a selector: the values each `=` or `in` requirement asks for, joined with `|`.
+/// `.LabelValuesByName` of a selector: the values each `=` or `in` requirement asks for, as a regex
+/// alternation escaped for a double-quoted string.
 fn selected_values(selector: &LabelSelector) -> BTreeMap<String, String> {
     selector
         .requirements()
         .iter()
         .filter_map(|requirement| match requirement {
-            Requirement::Label(Expression::Equal(key, value)) => Some((key.clone(), value.clone())),
+            Requirement::Label(Expression::Equal(key, value)) => Some((
+                key.clone(),
+                promql::regex_alternation_in_string([value.as_str()]),
+            )),
             Requirement::Label(Expression::In(key, values)) => Some((
                 key.clone(),
-                values.iter().cloned().collect::<Vec<_>>().join("|"),
+                promql::regex_alternation_in_string(values.iter().map(String::as_str)),
             )),
             _ => None,
         })
@@ -93,7 +99,7 @@ fn scope_to_namespace(
         .label_for_resource(&namespaces)
         .ok_or_else(|| QueryError::NoLabel("namespaces".into()))?;
     matchers.push(promql::equal(&label, namespace));
-    values.insert(label, namespace.to_owned());
+    values.insert(label, promql::regex_alternation_in_string([namespace]));
     Ok(())
 }
 
@@ -126,7 +132,10 @@ pub fn custom_query(
     }
     if let Objects::Named(names) = objects {
         matchers.push(names_matcher(&resource_label, names));
-        values.insert(resource_label.clone(), names.join("|"));
+        values.insert(
+            resource_label.clone(),
+            promql::regex_alternation_in_string(names.iter().map(String::as_str)),
+        );
     }
     render(
         rule,

@@ -5,6 +5,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::apis::{CUSTOM_GROUP, CustomVersion, EXTERNAL_GROUP, RESOURCE_GROUP};
 use crate::error::ApiError;
+use crate::names;
 
 /// Which objects a custom-metrics request describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,20 +83,8 @@ impl Route {
     }
 }
 
-/// True for an RFC 1123 label: the syntax of a namespace name.
-fn is_namespace_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !name.is_empty()
-        && name.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
-
 fn namespace(segment: &str, wildcard_allowed: bool) -> Result<String, ApiError> {
-    if (wildcard_allowed && segment == "*") || is_namespace_name(segment) {
+    if (wildcard_allowed && segment == "*") || names::is_dns_label(segment) {
         Ok(segment.to_owned())
     } else {
         Err(ApiError::BadRequest(format!(
@@ -104,11 +93,24 @@ fn namespace(segment: &str, wildcard_allowed: bool) -> Result<String, ApiError> 
     }
 }
 
-fn object_name(segment: &str) -> ObjectName {
+/// An object's name from the path: `*`, or an RFC 1123 subdomain. Anything else names no object that can
+/// exist, and must never reach a query.
+fn object_name(segment: &str) -> Result<ObjectName, ApiError> {
     if segment == "*" {
-        ObjectName::All
+        Ok(ObjectName::All)
     } else {
-        ObjectName::One(segment.to_owned())
+        one_name(segment).map(ObjectName::One)
+    }
+}
+
+fn one_name(segment: &str) -> Result<String, ApiError> {
+    if names::is_dns_subdomain(segment) {
+        Ok(segment.to_owned())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{segment:?} is not a valid object name: a lower-case RFC 1123 subdomain (alphanumerics, '-' and \
+             '.', at most 253 characters) is expected"
+        )))
     }
 }
 
@@ -161,7 +163,7 @@ fn resource(rest: &[&str]) -> Result<Route, ApiError> {
     let pods = |namespace: Option<&str>, name: Option<&str>| {
         Ok(Route::PodMetrics {
             namespace: namespace.map(namespace_name).transpose()?,
-            name: name.map(str::to_owned),
+            name: name.map(one_name).transpose()?,
         })
     };
     match rest {
@@ -171,7 +173,7 @@ fn resource(rest: &[&str]) -> Result<Route, ApiError> {
         ["namespaces", ns, "pods", name] => pods(Some(ns), Some(name)),
         ["nodes"] => Ok(Route::NodeMetrics { name: None }),
         ["nodes", name] => Ok(Route::NodeMetrics {
-            name: Some((*name).to_owned()),
+            name: Some(one_name(name)?),
         }),
         _ => Err(ApiError::PathNotFound),
     }
@@ -196,16 +198,16 @@ fn custom(version: CustomVersion, rest: &[&str]) -> Result<Route, ApiError> {
         // The Namespace object itself: `namespaces/<ns>/metrics/<m>`, `*` for all namespaces.
         ["namespaces", ns, "metrics", metric] => {
             let ns = namespace(ns, true)?;
-            request(None, "namespaces", object_name(&ns), metric)
+            request(None, "namespaces", object_name(&ns)?, metric)
         }
         ["namespaces", ns, resource, name, metric] => request(
             Some(namespace(ns, false)?),
             resource,
-            object_name(name),
+            object_name(name)?,
             metric,
         ),
         // Cluster-scoped objects: `<resource>/<name>/<m>`.
-        [resource, name, metric] => request(None, resource, object_name(name), metric),
+        [resource, name, metric] => request(None, resource, object_name(name)?, metric),
         _ => Err(ApiError::PathNotFound),
     }
 }

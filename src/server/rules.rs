@@ -63,12 +63,17 @@ pub(super) async fn custom(
             let metric_selector = selector_param(query, "metricLabelSelector")?.unwrap_or_default();
             let object_selector = selector_param(query, "labelSelector")?;
             let namespace = request.namespace.as_deref();
+            let pods = resource.resource == PODS && resource.group.is_empty();
+            if pods && !state.inventory.is_synced() {
+                return Err(ApiError::InventoryUnavailable);
+            }
             let wanted: Option<Vec<String>> = match (&request.name, namespace) {
+                // A pod the inventory doesn't hold has no value: no query is sent for it.
+                (ObjectName::One(name), Some(ns)) if pods => {
+                    Some(state.inventory.get(ns, name).filter(|p| p.is_live()).map(|p| p.name.clone()).into_iter().collect())
+                }
                 (ObjectName::One(name), _) => Some(vec![name.clone()]),
-                (ObjectName::All, Some(ns)) if resource.resource == PODS && resource.group.is_empty() => {
-                    if !state.inventory.is_synced() {
-                        return Err(ApiError::InventoryUnavailable);
-                    }
+                (ObjectName::All, Some(ns)) if pods => {
                     let selector = object_selector.unwrap_or_default();
                     Some(state.inventory.select(ns, &selector).iter().map(|p| p.name.clone()).collect())
                 }
@@ -81,7 +86,14 @@ pub(super) async fn custom(
                 (ObjectName::All, _) => None,
             };
             if wanted.as_ref().is_some_and(Vec::is_empty) {
-                return Ok(apis::metric_value_list(request.version, &[]));
+                return match &request.name {
+                    ObjectName::One(name) => Err(ApiError::ObjectMetricNotFound {
+                        resource: request.resource.clone(),
+                        name: name.clone(),
+                        metric: request.metric.clone(),
+                    }),
+                    ObjectName::All => Ok(apis::metric_value_list(request.version, &[])),
+                };
             }
             // One name is one equality matcher; many are a regex only where the answer cannot be sorted out.
             let objects = match &wanted {

@@ -231,3 +231,51 @@ fn values_with_quotes_or_backslashes_are_escaped_wherever_they_land() {
         r#"sum(rate(container_network_receive_packets_total{namespace="sidecar",pod=~"a\\\\b|c"}[1m])) by (pod)"#
     );
 }
+
+#[test]
+fn a_hostile_name_stays_inside_its_string_in_every_template_field() {
+    // Names are validated long before this, so this is the second wall: even so, nothing a request supplies
+    // can close the string it is placed in.
+    let rule = rule(
+        r#"
+rules:
+- seriesQuery: 'up'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) * on(pod) up{pod=~"<<index .LabelValuesByName "pod">>"}'
+"#,
+    );
+    let names = vec![r#"x"}) or up{a=~".*"#.to_owned()];
+    assert_eq!(
+        custom_query(
+            &rule,
+            "up",
+            &pods(),
+            Some("ns"),
+            Objects::Named(&names),
+            &selector("")
+        )
+        .unwrap(),
+        r#"sum(up{namespace="ns",pod="x\"}) or up{a=~\".*"}) by (pod) * on(pod) up{pod=~"x\"\\}\\) or up\\{a=~\"\\.\\*"}"#
+    );
+}
+
+#[test]
+fn label_values_by_name_match_names_with_dots_exactly() {
+    let rule = rule(
+        r#"
+rules:
+- seriesQuery: 'up'
+  resources: {overrides: {namespace: {resource: namespace}, node: {resource: node}}}
+  metricsQuery: 'up{node=~"<<index .LabelValuesByName "node">>"}'
+"#,
+    );
+    let nodes = GroupResource {
+        group: String::new(),
+        resource: "nodes".into(),
+    };
+    let names = vec!["ip-10-0-0-1.ec2.internal".to_owned(), "b".to_owned()];
+    assert_eq!(
+        custom_query(&rule, "up", &nodes, None, Objects::Named(&names), &selector("")).unwrap(),
+        r#"up{node=~"ip-10-0-0-1\\.ec2\\.internal|b"}"#
+    );
+}
