@@ -350,10 +350,14 @@ impl Delegated {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, as Go's).
+/// The token of an `Authorization: Bearer <token>` header, read as kube-apiserver's bearer-token
+/// authenticator reads it: the header trimmed and split on single spaces, the scheme case-insensitive, the
+/// token the second part. `Bearer  tok` (two spaces) has an empty token, which no authenticator accepts, and
+/// `Bearer a b` has the token `a`.
 fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
+    let mut parts = value.trim().splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
@@ -411,7 +415,10 @@ mod tests {
     #[test]
     fn bearer_tokens_are_read_as_go_reads_them() {
         assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer   abc "), Some("abc"));
+        assert_eq!(bearer("bearer abc "), Some("abc"));
+        assert_eq!(bearer(" BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Bearer  abc"), None, "two spaces: an empty token");
+        assert_eq!(bearer("Bearer a b"), Some("a"), "the second part only");
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("Bearer"), None);

@@ -900,7 +900,8 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     println!("{}: valid", file.display());
     match &config.prometheus.url {
         Some(url) => println!(
-            "  prometheus.url: {url} ({:?}, timeout {:?}, {} extra headers)",
+            "  prometheus.url: {} ({:?}, timeout {:?}, {} extra headers)",
+            crate::source::redacted(url),
             config.prometheus.method,
             config.prometheus.timeout,
             config.prometheus.headers.len()
@@ -920,7 +921,7 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
         println!(
             "  xroad.opmonitor: {} as {}/{}/{} for server {}, poll every {:?} (offset {:?}), records attributed to pods in {}, \
              leader election {}",
-            op.url,
+            crate::source::redacted(&op.url),
             op.client.instance,
             op.client.member_class,
             op.client.member_code,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -69,6 +69,7 @@ struct RouteKind(&'static str);
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(livez))
+        .route("/healthz/{check}", get(livez))
         .route("/livez", get(livez))
         .route("/livez/{check}", get(livez))
         .route("/readyz", get(readyz))
@@ -91,7 +92,12 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let started = Instant::now();
     let path_kind = match request.uri().path() {
         "/healthz" | "/livez" | "/readyz" => "health",
-        p if p.starts_with("/livez/") || p.starts_with("/readyz/") => "health",
+        p if p.starts_with("/healthz/")
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/") =>
+        {
+            "health"
+        }
         "/metrics" => "metrics",
         "/version" => "version",
         _ => "other",
@@ -581,13 +587,16 @@ async fn external_metric(
 /// One health check's outcome.
 type Check = (&'static str, Result<(), String>);
 
-/// Renders `/livez`, `/readyz` and their `/<check>` forms as the generic apiserver does (§6).
+/// Renders `/livez`, `/readyz` and their `/<check>` forms as the generic apiserver does: `ok`, or with
+/// `?verbose` or a failure one line per check. Reasons and information lines go only to a caller cleared
+/// for [`guard::HealthDetails`]; others read `reason withheld`, as kube-apiserver writes it.
 fn health_report(
     endpoint: &str,
     checks: Vec<Check>,
     only: Option<&str>,
     query: Option<&str>,
     info: Vec<String>,
+    details: bool,
 ) -> Response {
     let excluded: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "exclude")
@@ -610,10 +619,13 @@ fn health_report(
             .iter()
             .map(|(name, result)| match result {
                 Ok(()) => format!("[+]{name} ok"),
-                Err(reason) => format!("[-]{name} failed: {reason}"),
+                Err(reason) if details => format!("[-]{name} failed: {reason}"),
+                Err(_) => format!("[-]{name} failed: reason withheld"),
             })
             .collect();
-        lines.extend(info);
+        if details {
+            lines.extend(info);
+        }
         lines.push(format!(
             "{endpoint} check {}",
             if healthy { "passed" } else { "failed" }
@@ -637,7 +649,7 @@ fn check_name(uri: &Uri) -> Option<&str> {
     uri.path().splitn(3, '/').nth(2)
 }
 
-async fn livez(uri: Uri) -> Response {
+async fn livez(uri: Uri, details: Option<Extension<guard::HealthDetails>>) -> Response {
     let endpoint = if uri.path().starts_with("/healthz") {
         "healthz"
     } else {
@@ -649,10 +661,15 @@ async fn livez(uri: Uri) -> Response {
         check_name(&uri),
         uri.query(),
         vec![],
+        details.is_some(),
     )
 }
 
-async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+async fn readyz(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    details: Option<Extension<guard::HealthDetails>>,
+) -> Response {
     let inventory = if state.inventory.is_synced() {
         Ok(())
     } else {
@@ -698,6 +715,7 @@ async fn readyz(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         check_name(&uri),
         uri.query(),
         info,
+        details.is_some(),
     )
 }
 
@@ -835,5 +853,44 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn failing() -> Vec<Check> {
+        vec![
+            ("ping", Ok(())),
+            (
+                "pod-inventory",
+                Err("waiting for the first list of pods".into()),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_names_its_reason_only_to_a_cleared_caller() {
+        let info = || vec!["[i]metrics-backend: last error at http://10.0.0.1:9090".to_owned()];
+        let withheld = health_report("readyz", failing(), None, None, info(), false);
+        assert_eq!(withheld.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body(withheld).await,
+            "[+]ping ok\n[-]pod-inventory failed: reason withheld\nreadyz check failed\n"
+        );
+        let shown = health_report("readyz", failing(), None, None, info(), true);
+        assert_eq!(
+            body(shown).await,
+            "[+]ping ok\n[-]pod-inventory failed: waiting for the first list of pods\n\
+             [i]metrics-backend: last error at http://10.0.0.1:9090\nreadyz check failed\n"
+        );
     }
 }

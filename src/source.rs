@@ -97,11 +97,14 @@ pub struct PrometheusSource {
     timeout: Duration,
 }
 
-/// Removes user and password so a URL can appear in messages.
-fn redacted(url: &url::Url) -> String {
+/// Removes user, password, query and fragment (where tokens hide: `?api_key=…`) so a URL can appear in
+/// messages and logs.
+pub fn redacted(url: &url::Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
     url.to_string()
 }
 

@@ -170,6 +170,11 @@ async fn bearer_tokens_are_reviewed_once_and_answers_are_cached_both_ways() {
                 .await,
         );
     }
+    assert_unauthorized(
+        setup
+            .get(None, DISCOVERY, &[("Authorization", "Bearer  ops-token")])
+            .await,
+    );
     let reviews = setup.kube.token_reviews();
     assert_eq!(
         reviews.len(),
@@ -215,7 +220,7 @@ async fn a_failed_access_review_is_a_500_and_is_not_remembered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_probes_are_open_and_metrics_need_their_own_permission() {
     let setup = Setup::start().await;
-    for path in ["/healthz", "/livez", "/readyz", "/readyz/ping"] {
+    for path in ["/healthz", "/healthz/ping", "/livez", "/readyz", "/readyz/ping"] {
         let (code, body) = setup.get(None, path, &[]).await;
         assert_eq!(code, 200, "{path}: {body}");
     }
@@ -458,4 +463,51 @@ async fn wait_for_file(path: &std::path::Path) -> Vec<u8> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{} never appeared", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_details_and_backend_addresses_go_only_to_callers_allowed_to_read_them() {
+    let setup =
+        Setup::with_backend_url("http://scraper:hunter2@127.0.0.1:9/prometheus?api_key=s3cr3t")
+            .await;
+    let alice = setup.pki.client_ca.client("alice", &[]);
+    setup
+        .kube
+        .allow("alice", "pods/container_network_receive_packets_per_second");
+    let (code, status) = setup
+        .get(Some(&alice), &secondaries_rx_packets(), &[])
+        .await;
+    assert_eq!(code, 500, "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("http://127.0.0.1:9/prometheus") && !message.contains("hunter2"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("s3cr3t") && !message.contains("api_key"),
+        "{message}"
+    );
+
+    let (code, anonymous) = setup.get(None, "/readyz?verbose", &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        anonymous.as_str().unwrap(),
+        "[+]ping ok\n[+]serving-cert ok\n[+]pod-inventory ok\nreadyz check passed\n",
+        "names and states only"
+    );
+    let (_, not_allowed) = setup.get(Some(&alice), "/readyz?verbose", &[]).await;
+    assert_eq!(not_allowed, anonymous, "alice may not read /readyz");
+    let ops = setup.pki.client_ca.client("ops", &[]);
+    setup.kube.allow("ops", "/readyz");
+    let (_, detailed) = setup.get(Some(&ops), "/readyz?verbose", &[]).await;
+    let detailed = detailed.as_str().unwrap();
+    assert!(
+        detailed.contains("[i]metrics-backend (information, not a readiness check): last success never, last error ")
+            && detailed.contains("s ago: cannot reach the metrics backend at http://127.0.0.1:9/prometheus: "),
+        "{detailed}"
+    );
+    assert!(
+        !detailed.contains("hunter2") && !detailed.contains("s3cr3t"),
+        "{detailed}"
+    );
 }

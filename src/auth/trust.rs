@@ -226,15 +226,26 @@ impl Trust {
     /// only for a connection whose certificate `identify` found to be the front proxy's.
     pub fn header_user(&self, headers: &HeaderMap) -> Option<UserInfo> {
         let rh = self.requestheader.as_ref()?;
+        // As k8s.io/apiserver's requestheader authenticator reads them: a single-valued header counts by its
+        // first value only (an empty first value does not fall through to a second), the first configured
+        // header with a non-empty value wins, and a list collects every non-empty value.
+        let first_value = |name: &String| {
+            headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let first = |names: &[String]| names.iter().find_map(first_value);
         let values = |name: &String| {
             headers
                 .get_all(name.as_str())
                 .iter()
                 .filter_map(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         };
-        let first = |names: &[String]| names.iter().flat_map(values).find(|v| !v.is_empty());
         let name = first(&rh.username_headers)?;
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (header, value) in headers {
@@ -246,9 +257,10 @@ impl Trust {
                 continue;
             };
             if let Ok(value) = value.to_str() {
-                let key = percent_decode_str(suffix)
+                // Lower-cased first, then unescaped, in Go's order: `%4A` is `J`, not `j`.
+                let key = percent_decode_str(&suffix.to_lowercase())
                     .decode_utf8_lossy()
-                    .to_lowercase();
+                    .into_owned();
                 extra.entry(key).or_default().push(value.to_owned());
             }
         }
@@ -292,9 +304,11 @@ impl Trust {
 fn subject(leaf: &CertificateDer<'_>) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let subject = cert.subject();
+    // Go's pkix.Name keeps the last CommonName of a multi-valued subject, and kube-apiserver authenticates
+    // and matches `requestheader-allowed-names` with that one.
     let cn = subject
         .iter_common_name()
-        .next()
+        .last()
         .and_then(|cn| cn.as_str().ok())
         .unwrap_or_default()
         .to_owned();

@@ -106,10 +106,49 @@ pub(super) async fn protect(
     }
 }
 
+/// Marks a request whose caller may read the reasons of failed health checks: any caller of an adapter without
+/// authentication (loopback only), else one who authenticated and may `get` the health path. Anonymous probes
+/// see check names and states, as kube-apiserver shows them (`reason withheld`): a reason can hold a backend
+/// address or a PromQL error.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HealthDetails;
+
+/// Whether the request carries anything that could authenticate it.
+fn has_credentials(request: &Request) -> bool {
+    request
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || request
+            .extensions()
+            .get::<Arc<PeerCertificates>>()
+            .is_some()
+}
+
 async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Response {
-    if let Access::Delegated(delegated) = &guard.access
-        && !delegated.is_always_allowed(request.uri().path())
-    {
+    let Access::Delegated(delegated) = &guard.access else {
+        request.extensions_mut().insert(HealthDetails);
+        return next.run(request).await;
+    };
+    if delegated.is_always_allowed(request.uri().path()) {
+        // Served to anyone; details only to a caller who proves they may read it. Only a caller who sends
+        // credentials costs a review, so anonymous probes stay free.
+        if has_credentials(&request) {
+            let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
+            if let Ok(user) = delegated
+                .authenticate(peer.as_deref(), request.headers_mut())
+                .await
+            {
+                let attributes = Attributes::of(
+                    request.method(),
+                    request.uri().path(),
+                    request.uri().query(),
+                );
+                if delegated.authorize(&user, &attributes).await.is_ok() {
+                    request.extensions_mut().insert(HealthDetails);
+                }
+            }
+        }
+    } else {
         let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
         let user = match delegated
             .authenticate(peer.as_deref(), request.headers_mut())

@@ -151,17 +151,25 @@ impl Setup {
         Self::start_with(Some(Prometheus::start(&sidecar_traffic()).await)).await
     }
 
-    pub async fn start_with(prometheus: Option<Prometheus>) -> Self {
-        let url = prometheus
-            .as_ref()
-            .map_or("http://127.0.0.1:9".to_owned(), |p| p.url.clone());
-        let (pki, kube, state) = delegated_state(&url).await;
+    /// With a backend at `url`, reachable or not.
+    pub async fn with_backend_url(url: &str) -> Self {
+        let (pki, kube, state) = delegated_state(url).await;
         let adapter = TlsAdapter::start(state).await;
         Self {
             pki,
             kube,
             adapter,
+            _prometheus: None,
+        }
+    }
+
+    pub async fn start_with(prometheus: Option<Prometheus>) -> Self {
+        let url = prometheus
+            .as_ref()
+            .map_or("http://127.0.0.1:9".to_owned(), |p| p.url.clone());
+        Self {
             _prometheus: prometheus,
+            ..Self::with_backend_url(&url).await
         }
     }
 

@@ -49,6 +49,27 @@ impl Ca {
         )
     }
 
+    /// A client certificate whose subject holds several common names, in this order (`/CN=a/CN=b`).
+    pub fn client_with_common_names(&self, common_names: &[&str]) -> Leaf {
+        let (first, rest) = common_names.split_first().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, *first);
+        for name in rest {
+            // rcgen keeps one value per attribute type; the CN's OID spelled out adds another.
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), *name);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     /// A serving certificate for `names`.
     pub fn server(&self, names: &[&str]) -> Leaf {
         let names = names.iter().map(|n| n.to_string()).collect();

@@ -231,3 +231,47 @@ fn without_a_requestheader_ca_no_header_is_ever_trusted() {
     assert!(!trust.identify(&[proxy.der()]).front_proxy);
     assert_eq!(trust.header_user(&headers(&[("X-Remote-User", "x")])), None);
 }
+
+#[test]
+fn a_multi_valued_subject_is_named_by_its_last_common_name_as_go_reads_it() {
+    let c = cluster();
+    let smuggled = c
+        .front_proxy_ca
+        .client_with_common_names(&["front-proxy-client", "evil"]);
+    assert!(
+        !c.trust.identify(&[smuggled.der()]).front_proxy,
+        "/CN=front-proxy-client/CN=evil is `evil` to kube-apiserver, not an allowed name"
+    );
+    let proxy = c
+        .front_proxy_ca
+        .client_with_common_names(&["evil", "front-proxy-client"]);
+    assert!(c.trust.identify(&[proxy.der()]).front_proxy);
+    let user = c.client_ca.client_with_common_names(&["bob", "carol"]);
+    assert_eq!(c.trust.identify(&[user.der()]).user.unwrap().name, "carol");
+}
+
+#[test]
+fn front_proxy_headers_are_read_as_kube_apiserver_reads_them() {
+    let c = cluster();
+    let user = |pairs: &[(&str, &str)]| c.trust.header_user(&headers(pairs));
+    assert_eq!(
+        user(&[("X-Remote-User", ""), ("X-Remote-User", "mallory")]),
+        None,
+        "an empty first value is no user; the second value is never read"
+    );
+    let alice = user(&[
+        ("X-Remote-User", "alice"),
+        ("X-Remote-User", "mallory"),
+        ("X-Remote-Group", ""),
+        ("X-Remote-Group", "g"),
+        ("X-Remote-Extra-%4A", "v"),
+    ])
+    .unwrap();
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.groups, ["g"], "empty group values are dropped");
+    assert_eq!(
+        alice.extra.keys().collect::<Vec<_>>(),
+        ["J"],
+        "extra keys are lower-cased, then unescaped"
+    );
+}

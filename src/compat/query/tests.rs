@@ -275,7 +275,15 @@ rules:
     };
     let names = vec!["ip-10-0-0-1.ec2.internal".to_owned(), "b".to_owned()];
     assert_eq!(
-        custom_query(&rule, "up", &nodes, None, Objects::Named(&names), &selector("")).unwrap(),
+        custom_query(
+            &rule,
+            "up",
+            &nodes,
+            None,
+            Objects::Named(&names),
+            &selector("")
+        )
+        .unwrap(),
         r#"up{node=~"ip-10-0-0-1\\.ec2\\.internal|b"}"#
     );
 }
