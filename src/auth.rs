@@ -144,7 +144,7 @@ impl OverrideFiles {
         let read = |path: &Option<PathBuf>, key| {
             path.as_ref()
                 .map(|p| {
-                    std::fs::read_to_string(p).map_err(|e| TrustError {
+                    crate::files::read_text(p, crate::files::CONFIG_LIMIT).map_err(|e| TrustError {
                         key,
                         message: format!("cannot read {}: {e}", p.display()),
                     })

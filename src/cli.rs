@@ -407,7 +407,7 @@ async fn adapter_rules(
             }
         }
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text(path, crate::files::CONFIG_LIMIT)
         .map_err(|e| message(format!("cannot read {}: {e}", path.display())))?;
     let config =
         AdapterConfig::parse(&text).map_err(|e| message(format!("{}: {e}", path.display())))?;
@@ -891,7 +891,7 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
 
 /// `check-config`.
 pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(file)
+    let text = crate::files::read_text(file, crate::files::CONFIG_LIMIT)
         .map_err(|e| message(format!("cannot read {}: {e}", file.display())))?;
     if crate::compat::rules::looks_like_adapter_config(&text) {
         return check_adapter_config(file, &text);

@@ -417,9 +417,11 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
+        let text = crate::files::read_text(path, crate::files::CONFIG_LIMIT).map_err(|source| {
+            ConfigError::Read {
+                path: display.clone(),
+                source,
+            }
         })?;
         Self::parse(&display, &text)
     }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod hpa;
 pub mod inventory;

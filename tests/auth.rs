@@ -220,7 +220,13 @@ async fn a_failed_access_review_is_a_500_and_is_not_remembered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_probes_are_open_and_metrics_need_their_own_permission() {
     let setup = Setup::start().await;
-    for path in ["/healthz", "/healthz/ping", "/livez", "/readyz", "/readyz/ping"] {
+    for path in [
+        "/healthz",
+        "/healthz/ping",
+        "/livez",
+        "/readyz",
+        "/readyz/ping",
+    ] {
         let (code, body) = setup.get(None, path, &[]).await;
         assert_eq!(code, 200, "{path}: {body}");
     }

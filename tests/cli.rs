@@ -119,6 +119,33 @@ fn bad_flags_and_files_get_clear_messages() {
     );
 }
 
+#[test]
+fn a_file_that_never_ends_is_refused_at_the_size_cap() {
+    let (ok, text) = adapter(&["check-config", "/dev/zero"]);
+    assert!(!ok);
+    assert!(
+        text.contains("cannot read /dev/zero: larger than 4 MiB"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_in_a_prometheus_adapter_config_is_reported_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: up\n  metricsQuery: 'sum(x)'\n  name: {matches: [\n",
+    )
+    .unwrap();
+    let (ok, text) = adapter(&["check-config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("line 4 column 19: unclosed bracket '['") && !text.contains("unknown field"),
+        "{text}"
+    );
+}
+
 /// The X-Road Sidecar guide's Prometheus Adapter rule (compat reference §2.7), in the chart's values layout.
 const SIDECAR_GUIDE_VALUES: &str = r#"rules:
   default: false

@@ -333,18 +333,23 @@ fn resource_rules(raw: &RawResourceRules) -> Result<ResourceRules, RulesError> {
     })
 }
 
-/// Whether `text` is a Prometheus Adapter configuration (or the chart's values) rather than ours.
+/// Whether `text` is a Prometheus Adapter configuration (or the chart's values) rather than ours. A file
+/// that is not valid YAML is judged by its top-level keys as written, so that its syntax error is reported
+/// by the right parser rather than as "unknown field `rules`".
 pub fn looks_like_adapter_config(text: &str) -> bool {
+    const KEYS: [&str; 3] = ["rules", "externalRules", "resourceRules"];
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
-    let Ok(serde_json::Value::Object(top)) =
-        serde_saphyr::from_str_with_options::<serde_json::Value>(text, options)
-    else {
-        return false;
-    };
-    ["rules", "externalRules", "resourceRules"]
-        .iter()
-        .any(|k| top.contains_key(*k))
+    match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
+        Ok(serde_json::Value::Object(top)) => KEYS.iter().any(|k| top.contains_key(*k)),
+        Ok(_) => false,
+        Err(_) => text.lines().any(|line| {
+            KEYS.iter().any(|key| {
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        }),
+    }
 }
 
 impl AdapterConfig {

@@ -49,9 +49,11 @@ pub enum InventoryError {
 /// Reads a snapshot file; see [`parse_list`].
 pub fn load_file(path: &Path) -> Result<Snapshot, InventoryError> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-        path: display.clone(),
-        source,
+    let text = crate::files::read_text(path, crate::files::SNAPSHOT_LIMIT).map_err(|source| {
+        InventoryError::Read {
+            path: display.clone(),
+            source,
+        }
     })?;
     parse_list(&text).map_err(|message| InventoryError::Invalid {
         path: display,

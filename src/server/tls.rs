@@ -156,14 +156,18 @@ pub fn load(
         path: path.to_owned(),
         message,
     };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| load_err(cert, e.to_string()))?
+    let read = |path: &Path| {
+        crate::files::read_bytes(path, crate::files::CONFIG_LIMIT)
+            .map_err(|e| load_err(path, e.to_string()))
+    };
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| load_err(cert, e.to_string()))?;
     if chain.is_empty() {
         return Err(load_err(cert, "no CERTIFICATE block found".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| load_err(key, e.to_string()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| load_err(key, e.to_string()))?;
     Ok((chain, key_der))
 }
 
@@ -197,8 +201,10 @@ fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError>
 }
 
 fn fingerprint(cert: &Path, key: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(cert).unwrap_or_default();
-    bytes.extend(std::fs::read(key).unwrap_or_default());
+    let read =
+        |path| crate::files::read_bytes(path, crate::files::CONFIG_LIMIT).unwrap_or_default();
+    let mut bytes = read(cert);
+    bytes.extend(read(key));
     bytes
 }
 

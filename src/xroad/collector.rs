@@ -186,7 +186,8 @@ pub struct Collector {
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    crate::files::read_bytes(path, crate::files::CONFIG_LIMIT)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 impl Collector {
