@@ -1,10 +1,14 @@
-//! Shared query results: one backend round trip per (query) per refresh interval, coalesced across every
-//! caller and refreshed ahead in the background while callers keep asking, and the last good answer served
-//! for a bounded time while the backend fails.
+//! Shared query results: one backend round trip per query per refresh interval, coalesced across every
+//! caller; an answer past its refresh interval served at once while one background refresh replaces it
+//! (stale-while-revalidate); and the last good answer served for a bounded time while the backend fails.
+//!
+//! Every backend query is caused by a request: a miss, or the refresh one request past the interval
+//! triggers. A query asked once is answered and forgotten, so no caller can make the adapter send more
+//! queries than it sent itself. Answers are held under a memory cap, least recently used out first.
 //!
 //! Never turns a failure into 0: past `maxStaleness` the caller gets the backend's error.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,20 @@ pub struct Answer {
     pub fetched_at: i64,
 }
 
+impl Answer {
+    /// Roughly the bytes the answer holds, for the cache's memory cap.
+    fn weight(&self) -> usize {
+        let sample = |s: &Sample| {
+            std::mem::size_of::<Sample>()
+                + s.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+        };
+        std::mem::size_of::<Self>() + self.samples.iter().map(sample).sum::<usize>()
+    }
+}
+
 /// What the adapter last saw of its backend, for `/readyz?verbose` (information only).
 #[derive(Debug, Clone, Default)]
 pub struct BackendHealth {
@@ -30,26 +48,48 @@ pub struct BackendHealth {
     pub last_error: Option<(i64, String)>,
 }
 
+/// A cached answer and when it was fetched.
+#[derive(Clone)]
+struct Entry {
+    answer: Arc<Answer>,
+    fetched: Instant,
+}
+
 /// The query cache in front of a [`MetricSource`].
 pub struct QueryCache {
     source: Arc<dyn MetricSource>,
-    fresh: moka::future::Cache<String, Arc<Answer>>,
+    /// Answers younger than two refresh intervals: served without waiting.
+    recent: moka::future::Cache<String, Entry>,
+    /// Answers younger than `maxStaleness`: served only when the backend fails.
     last_good: moka::future::Cache<String, Arc<Answer>>,
+    /// Queries being refreshed in the background; at most one refresh per query at a time.
+    refreshing: Mutex<HashSet<String>>,
     health: Mutex<BackendHealth>,
     metrics: Arc<Metrics>,
     refresh_interval: Duration,
-    /// Queries asked recently, with when they were last asked: the ones worth refreshing ahead.
-    hot: Mutex<HashMap<String, Instant>>,
 }
 
-/// A query asked within this many refresh intervals is kept fresh in the background; HPAs ask every 15 s.
-const HOT_INTERVALS: u32 = 4;
+/// The memory each of the two answer caches may hold. A 10,000-pod answer weighs about 2 MiB.
+pub const MEMORY_CAP_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Distinct queries kept; each is one (metric, namespace, selector) shape, so this bounds memory, not traffic.
-const MAX_ENTRIES: u64 = 10_000;
+fn weigher<V>(weight: impl Fn(&V) -> usize) -> impl Fn(&String, &V) -> u32 {
+    move |key, value| u32::try_from(key.len() + weight(value)).unwrap_or(u32::MAX)
+}
+
+/// Counts answers dropped for the memory cap (not those that expired).
+fn evicted<V>(
+    metrics: Arc<Metrics>,
+) -> impl Fn(Arc<String>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    move |_, _, cause| {
+        if cause == moka::notification::RemovalCause::Size {
+            metrics.cache_evictions.inc();
+        }
+    }
+}
 
 impl QueryCache {
-    /// Answers are reused for `refresh_interval` and served stale for at most `max_staleness`.
+    /// Answers are reused for `refresh_interval`, refreshed in the background when asked for during the
+    /// interval after, and served stale for at most `max_staleness` while the backend fails.
     pub fn new(
         source: Arc<dyn MetricSource>,
         refresh_interval: Duration,
@@ -58,39 +98,52 @@ impl QueryCache {
     ) -> Self {
         Self {
             source,
-            fresh: moka::future::Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .time_to_live(refresh_interval)
+            recent: moka::future::Cache::builder()
+                .max_capacity(MEMORY_CAP_BYTES)
+                .weigher(weigher(|e: &Entry| e.answer.weight()))
+                .time_to_live(refresh_interval * 2)
+                .eviction_listener(evicted(metrics.clone()))
                 .build(),
             last_good: moka::future::Cache::builder()
-                .max_capacity(MAX_ENTRIES)
+                .max_capacity(MEMORY_CAP_BYTES)
+                .weigher(weigher(|a: &Arc<Answer>| a.weight()))
                 .time_to_live(max_staleness.max(Duration::from_millis(1)))
+                .eviction_listener(evicted(metrics.clone()))
                 .build(),
+            refreshing: Mutex::new(HashSet::new()),
             health: Mutex::new(BackendHealth::default()),
             metrics,
             refresh_interval,
-            hot: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The answer to `promql`: cached, or fetched once for all concurrent callers.
-    pub async fn query(&self, promql: &str) -> Result<Arc<Answer>, SourceError> {
-        self.hot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(promql.to_owned(), Instant::now());
+    /// The answer to `promql`: cached, or fetched once for all concurrent callers. An answer older than the
+    /// refresh interval is returned at once and refreshed in the background for the next caller.
+    pub async fn query(self: &Arc<Self>, promql: &str) -> Result<Arc<Answer>, SourceError> {
         let mut fetched = false;
         let result = self
-            .fresh
+            .recent
             .try_get_with_by_ref(promql, async {
                 fetched = true;
-                self.fetch(promql).await
+                self.fetch(promql).await.map(|answer| Entry {
+                    answer,
+                    fetched: Instant::now(),
+                })
             })
             .await;
         match result {
-            Ok(answer) => {
-                self.metrics.cache(if fetched { "miss" } else { "hit" });
-                Ok(answer)
+            Ok(entry) if fetched => {
+                self.metrics.cache("miss");
+                Ok(entry.answer)
+            }
+            Ok(entry) if entry.fetched.elapsed() < self.refresh_interval => {
+                self.metrics.cache("hit");
+                Ok(entry.answer)
+            }
+            Ok(entry) => {
+                self.metrics.cache("revalidate");
+                self.refresh_in_background(promql);
+                Ok(entry.answer)
             }
             Err(error) => match self.last_good.get(promql).await {
                 Some(answer) => {
@@ -102,6 +155,35 @@ impl QueryCache {
                 None => Err((*error).clone()),
             },
         }
+    }
+
+    /// One background fetch of `promql`, unless one is already running; a failure leaves the cached answer
+    /// to expire as usual.
+    fn refresh_in_background(self: &Arc<Self>, promql: &str) {
+        if !self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(promql.to_owned())
+        {
+            return;
+        }
+        let cache = self.clone();
+        let promql = promql.to_owned();
+        tokio::spawn(async move {
+            if let Ok(answer) = cache.fetch(&promql).await {
+                let entry = Entry {
+                    answer,
+                    fetched: Instant::now(),
+                };
+                cache.recent.insert(promql.clone(), entry).await;
+            }
+            cache
+                .refreshing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&promql);
+        });
     }
 
     async fn fetch(&self, promql: &str) -> Result<Arc<Answer>, SourceError> {
@@ -142,36 +224,6 @@ impl QueryCache {
                 Err(error)
             }
         }
-    }
-
-    /// Re-fetches every query asked within the last `HOT_INTERVALS` refresh intervals, so that callers find
-    /// a fresh answer instead of waiting for the backend; forgets the others. A failed refresh leaves the
-    /// cached answer to expire as usual.
-    pub async fn refresh_hot(&self) {
-        let queries: Vec<String> = {
-            let mut hot = self.hot.lock().unwrap_or_else(|e| e.into_inner());
-            hot.retain(|_, asked| asked.elapsed() < self.refresh_interval * HOT_INTERVALS);
-            hot.keys().cloned().collect()
-        };
-        for promql in queries {
-            if let Ok(answer) = self.fetch(&promql).await {
-                self.fresh.insert(promql, answer).await;
-            }
-        }
-    }
-
-    /// Refreshes hot queries every three quarters of the refresh interval, before their answers expire.
-    pub fn spawn_refresher(self: &Arc<Self>) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(cache.refresh_interval * 3 / 4);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                cache.refresh_hot().await;
-            }
-        });
     }
 
     /// What the adapter last saw of its backend.
@@ -239,8 +291,17 @@ mod tests {
         }
     }
 
-    fn cache(source: Arc<ScriptedSource>, refresh: Duration, staleness: Duration) -> QueryCache {
-        QueryCache::new(source, refresh, staleness, Arc::new(Metrics::default()))
+    fn cache(
+        source: Arc<ScriptedSource>,
+        refresh: Duration,
+        staleness: Duration,
+    ) -> Arc<QueryCache> {
+        Arc::new(QueryCache::new(
+            source,
+            refresh,
+            staleness,
+            Arc::new(Metrics::default()),
+        ))
     }
 
     #[tokio::test]
@@ -261,7 +322,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn answers_are_refreshed_after_the_refresh_interval() {
+    async fn an_answer_unasked_for_two_intervals_is_fetched_while_the_caller_waits() {
         let source = ScriptedSource::new(vec![Ok(1.0), Ok(2.0)], Duration::ZERO);
         let cache = cache(
             source.clone(),
@@ -270,7 +331,7 @@ mod tests {
         );
         assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
         assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(110)).await;
         assert_eq!(cache.query("q").await.unwrap().samples[0].value, 2.0);
         assert_eq!(source.calls.load(Ordering::SeqCst), 2);
     }
@@ -303,48 +364,96 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hot_queries_are_refreshed_ahead_so_callers_do_not_wait() {
+    async fn an_answer_past_the_interval_is_served_at_once_and_refreshed_for_the_next_caller() {
         let source = ScriptedSource::new(vec![Ok(1.0), Ok(2.0)], Duration::ZERO);
         let cache = cache(
             source.clone(),
-            Duration::from_secs(60),
+            Duration::from_millis(50),
             Duration::from_secs(60),
         );
         assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
-        cache.refresh_hot().await;
-        assert_eq!(
-            source.calls.load(Ordering::SeqCst),
-            2,
-            "refreshed in the background"
-        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
             cache.query("q").await.unwrap().samples[0].value,
-            2.0,
-            "the caller gets the refreshed answer"
+            1.0,
+            "past the interval: served without waiting"
         );
-        assert_eq!(
-            source.calls.load(Ordering::SeqCst),
-            2,
-            "without a round trip of its own"
-        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2, "and refreshed once");
+        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 2.0);
     }
 
     #[tokio::test]
-    async fn queries_nobody_asks_for_any_more_are_not_refreshed() {
-        let source = ScriptedSource::new(vec![Ok(1.0)], Duration::ZERO);
+    async fn one_off_queries_are_answered_and_forgotten_never_refreshed() {
+        let source =
+            ScriptedSource::new((0..200).map(|i| Ok(f64::from(i))).collect(), Duration::ZERO);
         let cache = cache(
             source.clone(),
             Duration::from_millis(10),
             Duration::from_secs(60),
         );
-        cache.query("q").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        cache.refresh_hot().await;
+        for i in 0..200 {
+            cache.query(&format!("q{i}")).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             source.calls.load(Ordering::SeqCst),
-            1,
-            "asked more than 4 refresh intervals ago"
+            200,
+            "ten refresh intervals without a request send nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_caller_never_causes_more_backend_queries_than_it_sends() {
+        let source = ScriptedSource::new((0..1000).map(|_| Ok(1.0)).collect(), Duration::ZERO);
+        let cache = cache(
+            source.clone(),
+            Duration::from_millis(20),
+            Duration::from_secs(60),
+        );
+        let mut asks = 0;
+        for round in 0..10 {
+            for i in 0..20 {
+                // Every query asked again and again at HPA-like and irregular intervals.
+                cache
+                    .query(&format!("q{}", (i + round) % 25))
+                    .await
+                    .unwrap();
+                asks += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(7 * (round % 4 + 1))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = source.calls.load(Ordering::SeqCst);
+        assert!(sent <= asks, "{sent} backend queries for {asks} requests");
+    }
+
+    #[tokio::test]
+    async fn answers_are_evicted_to_stay_under_the_memory_cap() {
+        let entry = Entry {
+            answer: Arc::new(Answer {
+                samples: vec![Sample {
+                    labels: [("pod".to_owned(), "p".repeat(1_000_000))].into(),
+                    value: 1.0,
+                }],
+                fetched_at: 0,
+            }),
+            fetched: Instant::now(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let cache = QueryCache::new(
+            ScriptedSource::new(vec![], Duration::ZERO),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            metrics.clone(),
+        );
+        for i in 0..300 {
+            cache.recent.insert(format!("q{i}"), entry.clone()).await;
+        }
+        cache.recent.run_pending_tasks().await;
+        assert!(cache.recent.weighted_size() <= MEMORY_CAP_BYTES);
+        assert!(cache.recent.entry_count() < 300);
+        assert!(metrics.cache_evictions.get() > 0);
     }
 
     #[tokio::test]

@@ -581,7 +581,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     let guard = Guard::new(access(&args).await?, limits);
     let (state, inputs) = build_state(&args.source, &config, guard).await?;
-    state.cache.spawn_refresher();
     if let Some(rules) = &state.rules {
         rules.spawn_relister(args.source.metrics_relist_interval);
     }

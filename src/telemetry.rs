@@ -93,8 +93,11 @@ pub struct Metrics {
     pub backend_duration: Histogram,
     /// Failed backend queries by reason.
     pub backend_errors: Family<ReasonLabels, Counter>,
-    /// Cache lookups by outcome: `hit`, `miss`, `stale` (last good value served during an outage).
+    /// Cache lookups by outcome: `hit`, `miss`, `revalidate` (served past the refresh interval while one
+    /// background refresh runs), `stale` (last good value served during an outage).
     pub cache_lookups: Family<ReasonLabels, Counter>,
+    /// Answers dropped to keep the cache under its memory cap.
+    pub cache_evictions: Counter,
     /// Unix time of the last successful backend query: how stale served values can be.
     pub backend_last_success: Gauge,
     /// The replica count each scale-on-failure policy asks for.
@@ -120,6 +123,7 @@ impl Default for Metrics {
         let backend_duration = latency_histogram();
         let backend_errors = Family::<ReasonLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
+        let cache_evictions = Counter::default();
         let backend_last_success = Gauge::default();
         {
             let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
@@ -145,8 +149,14 @@ impl Default for Metrics {
             );
             own.register(
                 "cache_lookups",
-                "Query-cache lookups: hit, miss, or stale (last good value served while the backend fails)",
+                "Query-cache lookups: hit, miss, revalidate (served past the refresh interval while it is refreshed), \
+                 or stale (last good value served while the backend fails)",
                 cache_lookups.clone(),
+            );
+            own.register(
+                "cache_evictions",
+                "Answers dropped, least recently used first, to keep the query cache under its memory cap",
+                cache_evictions.clone(),
             );
             own.register(
                 "backend_last_success_timestamp_seconds",
@@ -179,6 +189,7 @@ impl Default for Metrics {
             backend_duration,
             backend_errors,
             cache_lookups,
+            cache_evictions,
             backend_last_success,
             scale_on_failure_replicas,
             unhealthy_pods,
