@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::telemetry::{Metrics, ReasonLabels};
 use attributes::Attributes;
-use review::{AccessReviewer, Decision, ReviewTiming, TokenReviewer};
+use review::{AccessReviewer, Decision, ReviewError, ReviewTiming, TokenReviewer};
 use trust::{CertificateIdentity, Trust, TrustError, TrustOverrides};
 
 /// The namespace and name of the ConfigMap kube-apiserver publishes its client trust in.
@@ -72,6 +72,9 @@ pub enum AuthError {
     /// The SubjectAccessReview could not be made.
     #[error("{0}")]
     ReviewFailed(String),
+    /// Too many reviews are waiting for the kube-apiserver; try again shortly.
+    #[error("Too many requests, please try again later.")]
+    Throttled,
 }
 
 /// How requests are let in.
@@ -237,12 +240,12 @@ impl Delegated {
     pub fn register_metrics(&self, metrics: &Metrics) {
         metrics.register(
             "xroad_metrics_adapter_authentications",
-            "Authentication outcomes: front_proxy, client_certificate, token, unauthenticated, error",
+            "Authentication outcomes: front_proxy, client_certificate, token, unauthenticated, throttled, error",
             self.metrics.authentications.clone(),
         );
         metrics.register(
             "xroad_metrics_adapter_authorizations",
-            "Authorization outcomes: allowed, denied, privileged_group, always_allowed_path, error",
+            "Authorization outcomes: allowed, denied, privileged_group, always_allowed_path, throttled, error",
             self.metrics.authorizations.clone(),
         );
     }
@@ -302,6 +305,10 @@ impl Delegated {
             match self.tokens.review(&token).await {
                 Ok(Some(user)) => (user, "token"),
                 Ok(None) => return Err(self.unauthenticated("unauthenticated")),
+                Err(ReviewError::Busy) => {
+                    self.count_authentication("throttled");
+                    return Err(AuthError::Throttled);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "TokenReview failed");
                     return Err(self.unauthenticated("error"));
@@ -340,6 +347,10 @@ impl Delegated {
                     message: attributes.forbidden_message(&user.name, &reason),
                     attributes: Box::new(attributes.clone()),
                 })
+            }
+            Err(ReviewError::Busy) => {
+                self.count_authorization("throttled");
+                Err(AuthError::Throttled)
             }
             Err(error) => {
                 self.count_authorization("error");

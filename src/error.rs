@@ -119,7 +119,7 @@ impl ApiError {
                 "InternalError",
                 format!("Internal error occurred: {self}"),
             ),
-            ApiError::TooManyRequests => (
+            ApiError::TooManyRequests | ApiError::Auth(AuthError::Throttled) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequests",
                 self.to_string(),
@@ -159,10 +159,11 @@ impl ApiError {
                 }),
                 Attributes::NonResource { .. } => status,
             },
-            ApiError::TooManyRequests => status.with_details(StatusDetails {
-                retry_after_seconds: Some(RETRY_AFTER_SECONDS),
-                ..Default::default()
-            }),
+            ApiError::TooManyRequests | ApiError::Auth(AuthError::Throttled) => status
+                .with_details(StatusDetails {
+                    retry_after_seconds: Some(RETRY_AFTER_SECONDS),
+                    ..Default::default()
+                }),
             _ => status,
         };
         (code, status)
@@ -183,7 +184,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.to_status();
         let mut response = (code, axum::Json(status)).into_response();
-        if matches!(self, ApiError::TooManyRequests) {
+        if matches!(
+            self,
+            ApiError::TooManyRequests | ApiError::Auth(AuthError::Throttled)
+        ) {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());

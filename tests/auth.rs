@@ -517,3 +517,72 @@ async fn health_details_and_backend_addresses_go_only_to_callers_allowed_to_read
         "{detailed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hpa_keeps_getting_answers_while_made_up_tokens_flood_the_adapter() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let setup = Setup::with_data().await;
+    setup
+        .kube
+        .allow(HPA, "pods/container_network_receive_packets_per_second");
+    setup.kube.state.lock().unwrap().token_review_latency = Some(Duration::from_secs(3));
+    // More concurrent callers than --max-requests-inflight (400), each with a fresh token every time, so that
+    // every request costs a TokenReview the (slow) kube-apiserver takes 3 s to answer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood: Vec<_> = (0..450)
+        .map(|_| {
+            let client = setup.client(None);
+            let url = format!("https://localhost:{}{DISCOVERY}", setup.adapter.port);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let token = format!("Bearer {}", uuid::Uuid::new_v4());
+                    if let Ok(response) =
+                        client.get(&url).header("Authorization", token).send().await
+                    {
+                        *codes.entry(response.status().as_u16()).or_default() += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                codes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let proxy = setup.pki.front_proxy();
+    let mut hpa_codes = Vec::new();
+    for _ in 0..15 {
+        let (code, _) = setup
+            .get(Some(&proxy), &secondaries_rx_packets(), HPA_HEADERS)
+            .await;
+        hpa_codes.push(code);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut flood_codes = std::collections::BTreeMap::<u16, usize>::new();
+    for task in flood {
+        for (code, n) in task.await.unwrap() {
+            *flood_codes.entry(code).or_default() += n;
+        }
+    }
+    assert!(
+        hpa_codes.iter().all(|c| *c == 200),
+        "the HPA got {hpa_codes:?} while the flood got {flood_codes:?}"
+    );
+    assert!(
+        flood_codes.get(&429).is_some_and(|n| *n > 0),
+        "{flood_codes:?}"
+    );
+    assert!(
+        flood_codes.keys().all(|c| [401, 429].contains(c)),
+        "{flood_codes:?}"
+    );
+    let most = setup.kube.state.lock().unwrap().most_token_reviews_waiting;
+    assert!(
+        most <= xroad_metrics_adapter::auth::review::MAX_REVIEWS_IN_FLIGHT,
+        "{most} TokenReviews waited at once"
+    );
+}

@@ -13,6 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 use moka::Expiry;
 use moka::future::Cache;
+use tokio::sync::Semaphore;
 
 use super::UserInfo;
 use super::attributes::Attributes;
@@ -40,8 +41,24 @@ impl Default for ReviewTiming {
 
 /// A review call that got no answer. Never cached.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ReviewError(String);
+pub enum ReviewError {
+    /// The call failed or timed out.
+    #[error("{0}")]
+    Failed(String),
+    /// [`MAX_REVIEWS_IN_FLIGHT`] calls are already waiting for the kube-apiserver.
+    #[error("too many reviews in flight")]
+    Busy,
+}
+
+/// Reviews of one kind waiting for the kube-apiserver at once. Beyond this a request is turned away at once
+/// (429) instead of queueing: a flood of made-up tokens, each a TokenReview, must neither pile up requests
+/// and memory here nor open thousands of connections to the kube-apiserver. Answers from the cache and
+/// front-proxy or client-certificate users never need a slot.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 32;
+
+fn slot(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, ReviewError> {
+    slots.try_acquire().map_err(|_| ReviewError::Busy)
+}
 
 /// A cached answer that knows whether it was positive, so it can expire on the matching TTL.
 trait Verdict {
@@ -90,6 +107,7 @@ pub struct TokenReviewer {
     timing: ReviewTiming,
     /// Keyed by a SHA-256 of the token and the audiences: no raw token is ever stored.
     answers: Cache<[u8; 32], Option<UserInfo>>,
+    slots: Semaphore,
 }
 
 impl TokenReviewer {
@@ -100,6 +118,7 @@ impl TokenReviewer {
             audiences,
             timing,
             answers: cache(timing),
+            slots: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -126,6 +145,7 @@ impl TokenReviewer {
     }
 
     async fn ask(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+        let _slot = slot(&self.slots)?;
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
@@ -173,6 +193,7 @@ pub struct AccessReviewer {
     timing: ReviewTiming,
     /// Keyed by the whole user and all attributes.
     answers: Cache<(UserInfo, Attributes), Decision>,
+    slots: Semaphore,
 }
 
 impl AccessReviewer {
@@ -182,6 +203,7 @@ impl AccessReviewer {
             client,
             timing,
             answers: cache(timing),
+            slots: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -201,6 +223,7 @@ impl AccessReviewer {
     }
 
     async fn ask(&self, user: &UserInfo, attributes: &Attributes) -> Result<Decision, ReviewError> {
+        let _slot = slot(&self.slots)?;
         let (resource_attributes, non_resource_attributes) = match attributes {
             Attributes::Resource(r) => {
                 let some = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
@@ -262,7 +285,7 @@ async fn call<T>(
 ) -> Result<T, ReviewError> {
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(error)) => Err(ReviewError(crate::error::root_cause(&error))),
-        Err(_) => Err(ReviewError(format!("no answer within {timeout:?}"))),
+        Ok(Err(error)) => Err(ReviewError::Failed(crate::error::root_cause(&error))),
+        Err(_) => Err(ReviewError::Failed(format!("no answer within {timeout:?}"))),
     }
 }

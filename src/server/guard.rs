@@ -67,7 +67,7 @@ impl Guard {
     }
 }
 
-/// Health probes bypass the in-flight cap: a busy adapter must not be restarted for being busy.
+/// `/healthz`, `/livez`, `/readyz` and their checks.
 fn is_probe(path: &str) -> bool {
     ["/healthz", "/livez", "/readyz"].iter().any(|p| {
         path == *p
@@ -91,14 +91,6 @@ pub(super) async fn protect(
     if uri_bytes > guard.limits.max_uri_bytes {
         return ApiError::UriTooLong(guard.limits.max_uri_bytes).into_response();
     }
-    let _permit = if is_probe(request.uri().path()) {
-        None
-    } else {
-        match guard.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => return ApiError::TooManyRequests.into_response(),
-        }
-    };
     let timeout = guard.limits.request_timeout;
     match tokio::time::timeout(timeout, admit_and_run(guard, request, next)).await {
         Ok(response) => response,
@@ -124,49 +116,77 @@ fn has_credentials(request: &Request) -> bool {
             .is_some()
 }
 
+/// Authenticates, takes an in-flight slot, authorizes, runs. Authentication comes first, so that requests
+/// nobody vouches for never hold the slots the HPA's requests need; what authentication itself may spend is
+/// bounded on its own (the reviews in flight, `auth::review::MAX_REVIEWS_IN_FLIGHT`).
 async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Response {
-    let Access::Delegated(delegated) = &guard.access else {
-        request.extensions_mut().insert(HealthDetails);
-        return next.run(request).await;
+    let path = request.uri().path().to_owned();
+    let delegated = match &guard.access {
+        Access::Anonymous => {
+            request.extensions_mut().insert(HealthDetails);
+            None
+        }
+        Access::Delegated(delegated) => Some(delegated),
     };
-    if delegated.is_always_allowed(request.uri().path()) {
-        // Served to anyone; details only to a caller who proves they may read it. Only a caller who sends
+    if let Some(delegated) = delegated
+        && delegated.is_always_allowed(&path)
+    {
+        // Served to anyone; details only to a caller who proves they may read them. Only a caller who sends
         // credentials costs a review, so anonymous probes stay free.
-        if has_credentials(&request) {
+        if has_credentials(&request)
+            && authenticated_and_allowed(delegated, &mut request)
+                .await
+                .is_ok()
+        {
+            request.extensions_mut().insert(HealthDetails);
+        }
+        return next.run(request).await;
+    }
+    let user = match delegated {
+        Some(delegated) => {
             let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
-            if let Ok(user) = delegated
+            match delegated
                 .authenticate(peer.as_deref(), request.headers_mut())
                 .await
             {
-                let attributes = Attributes::of(
-                    request.method(),
-                    request.uri().path(),
-                    request.uri().query(),
-                );
-                if delegated.authorize(&user, &attributes).await.is_ok() {
-                    request.extensions_mut().insert(HealthDetails);
-                }
+                Ok(user) => Some((delegated, user)),
+                Err(error) => return ApiError::from(error).into_response(),
             }
         }
+        None => None,
+    };
+    // Health probes bypass the cap: a busy adapter must not be restarted for being busy.
+    let _permit = if is_probe(&path) {
+        None
     } else {
-        let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
-        let user = match delegated
-            .authenticate(peer.as_deref(), request.headers_mut())
-            .await
-        {
-            Ok(user) => user,
-            Err(error) => return ApiError::from(error).into_response(),
-        };
-        let attributes = Attributes::of(
-            request.method(),
-            request.uri().path(),
-            request.uri().query(),
-        );
+        match guard.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return ApiError::TooManyRequests.into_response(),
+        }
+    };
+    if let Some((delegated, user)) = user {
+        let attributes = Attributes::of(request.method(), &path, request.uri().query());
         if let Err(error) = delegated.authorize(&user, &attributes).await {
             return ApiError::from(error).into_response();
         }
     }
     next.run(request).await
+}
+
+async fn authenticated_and_allowed(
+    delegated: &crate::auth::Delegated,
+    request: &mut Request,
+) -> Result<(), crate::auth::AuthError> {
+    let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
+    let user = delegated
+        .authenticate(peer.as_deref(), request.headers_mut())
+        .await?;
+    let attributes = Attributes::of(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    delegated.authorize(&user, &attributes).await
 }
 
 #[cfg(test)]

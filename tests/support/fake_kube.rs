@@ -74,6 +74,11 @@ pub struct KubeState {
     /// (user, `resource/subresource` or non-resource path) pairs RBAC allows.
     pub allowed: Vec<(String, String)>,
     pub access_review_fails: bool,
+    /// TokenReviews wait this long before answering, as from an overloaded kube-apiserver.
+    pub token_review_latency: Option<Duration>,
+    token_reviews_waiting: usize,
+    /// The most TokenReviews that were waiting at once.
+    pub most_token_reviews_waiting: usize,
     pub token_reviews: Vec<Value>,
     pub access_reviews: Vec<Value>,
 }
@@ -373,6 +378,18 @@ async fn route(fake: &FakeKube, method: &Method, path: &str, query: &str, body: 
     let review = || serde_json::from_slice::<Value>(body).unwrap_or_default();
     match (method, path) {
         (&Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews") => {
+            let latency = fake.lock().token_review_latency;
+            if let Some(latency) = latency {
+                {
+                    let mut state = fake.lock();
+                    state.token_reviews_waiting += 1;
+                    state.most_token_reviews_waiting = state
+                        .most_token_reviews_waiting
+                        .max(state.token_reviews_waiting);
+                }
+                tokio::time::sleep(latency).await;
+                fake.lock().token_reviews_waiting -= 1;
+            }
             return token_review(fake, review());
         }
         (&Method::POST, "/apis/authorization.k8s.io/v1/subjectaccessreviews") => {
