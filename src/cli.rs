@@ -136,6 +136,13 @@ pub struct ServeArgs {
     /// How long one request may take, authentication included.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Connections served at once (0: 4096, lowered to fit the open-file limit). Beyond it 32 reserve
+    /// connections serve health probes and clients presenting a certificate; others are closed.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections: usize,
+    /// A connection without a request for this long is closed (HTTP/2: GOAWAY), as kube-apiserver does.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub idle_connection_timeout: Duration,
 }
 
 /// The Service a self-signed certificate is made for, and extra names.
@@ -596,7 +603,26 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| message(format!("cannot listen on {address}: {e}")))?;
     tracing::info!(%address, certificate = %cert.display(), "serving custom.metrics.k8s.io and external.metrics.k8s.io");
-    server::serve(listener, tls_config, server::app(state), shutdown_signal()).await;
+    let file_limit = server::listener::raise_file_limit();
+    let connections = server::ConnectionLimits::within_file_limit(
+        args.max_connections,
+        file_limit,
+        args.idle_connection_timeout,
+    );
+    tracing::info!(
+        file_limit,
+        max_connections = connections.max_connections,
+        reserve = connections.reserve,
+        "connection limits"
+    );
+    server::serve(
+        listener,
+        tls_config,
+        server::app(state),
+        connections,
+        shutdown_signal(),
+    )
+    .await;
     Ok(())
 }
 

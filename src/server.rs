@@ -4,12 +4,14 @@
 //! `app(state)` is a pure function from state to `Router`, called by `main` and by tests alike.
 
 pub mod guard;
+pub mod listener;
 pub mod routes;
 mod rules;
 pub mod tls;
 
+pub use listener::{ConnectionLimits, serve};
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,6 @@ use crate::apis::{
     self, ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP,
     ExternalMetricValue, LabelSelectorJson, MetricValue, ObjectReference, RESOURCE_GROUP,
 };
-use crate::auth::PeerCertificates;
 use crate::cache::QueryCache;
 use crate::catalog::{
     Catalog, DEPLOYMENTS, NAMESPACES, PODS, POLICY_METRICS, SCALE_ON_FAILURE_REPLICAS, Scope,
@@ -769,91 +770,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
-}
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long open connections may take to finish their requests after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Serves `app` over TLS on `listener` (HTTP/1.1 and HTTP/2 by ALPN) until `shutdown` completes, then drains.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
-    shutdown: impl Future<Output = ()>,
-) {
-    use hyper::body::Incoming;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_headers(100)
-        .max_buf_size(64 * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(250)
-        .max_header_list_size(64 * 1024)
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(Some(1024));
-    let builder = Arc::new(builder);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            // Verified per request against the trust of the moment (§8.1), so CA rotation needs no restart.
-            let certificates = stream.get_ref().1.peer_certificates().map(|chain| {
-                Arc::new(PeerCertificates::new(
-                    chain.iter().map(|c| c.clone().into_owned()).collect(),
-                ))
-            });
-            let service =
-                TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
-                    if let Some(certificates) = &certificates {
-                        request.extensions_mut().insert(certificates.clone());
-                    }
-                    request
-                }));
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing"),
-    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,15 @@ pub(super) async fn protect(
     if uri_bytes > guard.limits.max_uri_bytes {
         return ApiError::UriTooLong(guard.limits.max_uri_bytes).into_response();
     }
+    // A connection past the cap, without a certificate: it was let in for probes only.
+    if request
+        .extensions()
+        .get::<super::listener::ReservedConnection>()
+        .is_some()
+        && !is_probe(request.uri().path())
+    {
+        return ApiError::TooManyRequests.into_response();
+    }
     let timeout = guard.limits.request_timeout;
     match tokio::time::timeout(timeout, admit_and_run(guard, request, next)).await {
         Ok(response) => response,

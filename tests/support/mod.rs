@@ -307,6 +307,7 @@ impl TlsAdapter {
             listener,
             config,
             server::app(state),
+            server::ConnectionLimits::default(),
             async move {
                 let _ = stopped.await;
             },

@@ -142,6 +142,7 @@ impl FakeOpMonitor {
                 listener,
                 tls,
                 app,
+                xroad_metrics_adapter::server::ConnectionLimits::default(),
                 std::future::pending(),
             ))),
         }

@@ -18,10 +18,30 @@ impl ServedAdapter {
     /// Starts `serve` with `--authentication none` on loopback plus `args`, and waits until it answers
     /// `/livez` (not `/readyz`: tests decide what readiness to wait for).
     pub async fn start(args: &[&str]) -> Self {
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
+            args,
+        )
+        .await
+    }
+
+    /// As [`ServedAdapter::start`], with the open-file limit (soft and hard) set to `files` by util-linux's
+    /// `prlimit`.
+    pub async fn start_with_file_limit(files: u64, args: &[&str]) -> Self {
+        super::tools::require_tool("prlimit", "apt-get install -y util-linux");
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_xroad-metrics-adapter"));
+        Self::launch(command, args).await
+    }
+
+    async fn launch(mut command: Command, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = dir.path().join("adapter.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+        let child = command
             .args([
                 "serve",
                 "--authentication",
