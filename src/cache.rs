@@ -64,10 +64,17 @@ pub struct QueryCache {
     last_good: moka::future::Cache<String, Arc<Answer>>,
     /// Queries being refreshed in the background; at most one refresh per query at a time.
     refreshing: Mutex<HashSet<String>>,
+    /// Slots for queries waiting for the backend.
+    in_flight: tokio::sync::Semaphore,
     health: Mutex<BackendHealth>,
     metrics: Arc<Metrics>,
     refresh_interval: Duration,
 }
+
+/// Distinct queries waiting for the backend at once. A hung backend holds each until the backend timeout;
+/// beyond this, queries fail at once (or are answered from the last good value) instead of piling up
+/// connections and memory.
+pub const MAX_BACKEND_QUERIES_IN_FLIGHT: usize = 64;
 
 /// The memory each of the two answer caches may hold. A 10,000-pod answer weighs about 2 MiB.
 pub const MEMORY_CAP_BYTES: u64 = 128 * 1024 * 1024;
@@ -111,6 +118,7 @@ impl QueryCache {
                 .eviction_listener(evicted(metrics.clone()))
                 .build(),
             refreshing: Mutex::new(HashSet::new()),
+            in_flight: tokio::sync::Semaphore::new(MAX_BACKEND_QUERIES_IN_FLIGHT),
             health: Mutex::new(BackendHealth::default()),
             metrics,
             refresh_interval,
@@ -188,7 +196,10 @@ impl QueryCache {
 
     async fn fetch(&self, promql: &str) -> Result<Arc<Answer>, SourceError> {
         let started = Instant::now();
-        let result = self.source.instant_query(promql).await;
+        let result = match self.in_flight.try_acquire() {
+            Ok(_slot) => self.source.instant_query(promql).await,
+            Err(_) => Err(SourceError::Overloaded(MAX_BACKEND_QUERIES_IN_FLIGHT)),
+        };
         self.metrics
             .backend_duration
             .observe(started.elapsed().as_secs_f64());

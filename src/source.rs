@@ -48,6 +48,10 @@ pub enum SourceError {
         /// Prometheus `error`.
         message: String,
     },
+    /// [`crate::cache::MAX_BACKEND_QUERIES_IN_FLIGHT`] queries are already waiting for the backend, which
+    /// is slow or hung: this one is not sent.
+    #[error("{0} queries are already waiting for the metrics backend; not sending another")]
+    Overloaded(usize),
     /// Not an instant vector (a matrix or string), which no metric query should produce.
     #[error("the metrics backend returned a {0} where an instant vector was expected")]
     UnexpectedResult(&'static str),
@@ -61,6 +65,7 @@ impl SourceError {
             SourceError::Unreachable { .. } => "transport",
             SourceError::Rejected { .. } => "rejected",
             SourceError::UnexpectedResult(_) => "unexpected_result",
+            SourceError::Overloaded(_) => "overloaded",
         }
     }
 }

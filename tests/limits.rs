@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::*;
@@ -10,15 +12,23 @@ use xroad_metrics_adapter::server::guard::{Guard, Limits};
 
 /// A metrics backend that accepts every connection and never says a word.
 async fn silent_backend() -> String {
+    silent_backend_counting().await.0
+}
+
+/// A silent backend, and how many connections it has accepted.
+async fn silent_backend_counting() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             held.push(socket);
         }
     });
-    url
+    (url, accepted)
 }
 
 fn limits(max_in_flight: usize, request_timeout: Duration) -> Limits {
@@ -74,6 +84,57 @@ async fn a_request_running_past_the_timeout_gets_a_504_status() {
     assert_eq!(code, 504);
     assert_eq!(status["reason"], "Timeout");
     assert_eq!(status["message"], "the request did not complete within 1s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_backend_holds_at_most_the_backend_query_cap_and_the_rest_fail_at_once() {
+    let (backend, connections) = silent_backend_counting().await;
+    let state = guarded(
+        &backend,
+        Guard::new(
+            xroad_metrics_adapter::auth::Access::Anonymous,
+            limits(1000, Duration::from_secs(3)),
+        ),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    // 300 distinct queries (one per interface) at once: nothing to coalesce.
+    let answers = futures::future::join_all((0..300).map(|i| {
+        let state = state.clone();
+        async move {
+            let path = format!(
+                "{}&metricLabelSelector=interface%3Deth{i}",
+                secondaries_rx_packets()
+            );
+            let (code, status) = get(&state, &path).await;
+            (
+                code,
+                status["message"].as_str().unwrap_or_default().to_owned(),
+                started.elapsed(),
+            )
+        }
+    }))
+    .await;
+    let cap = xroad_metrics_adapter::cache::MAX_BACKEND_QUERIES_IN_FLIGHT;
+    let turned_away: Vec<_> = answers
+        .iter()
+        .filter(|(code, message, _)| {
+            *code == 500 && message.contains("queries are already waiting")
+        })
+        .collect();
+    assert_eq!(turned_away.len(), 300 - cap, "{answers:?}");
+    assert!(
+        turned_away
+            .iter()
+            .all(|(_, _, took)| *took < Duration::from_secs(1)),
+        "turned away at once"
+    );
+    assert_eq!(
+        answers.iter().filter(|(code, _, _)| *code == 504).count(),
+        cap,
+        "the waiting ones end at the request timeout"
+    );
+    assert!(connections.load(Ordering::SeqCst) <= cap);
 }
 
 #[tokio::test(flavor = "multi_thread")]
