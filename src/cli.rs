@@ -960,6 +960,17 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
                 "off"
             }
         );
+        let sets: Vec<String> = crate::xroad::protocol::FIELD_SETS
+            .iter()
+            .map(|set| match set.size_fields {
+                ["", ""] => "none (any version)".to_owned(),
+                [request, response] => format!("{request}/{response} ({})", set.servers),
+            })
+            .collect();
+        println!(
+            "    size fields asked for, each tried when the Security Server faults on the one before: {}",
+            sets.join(", then ")
+        );
     }
     println!("  X-Road messages from: {:?}", config.throughput);
     for policy in &config.scale_on_failure {

@@ -5,6 +5,7 @@
 //! Classification, debouncing and assessment are pure functions; probing and the loop are the I/O edge.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -333,11 +334,9 @@ impl HealthChecker {
         config: &HealthCheckConfig,
     ) -> HashMap<String, ActiveState> {
         let checks = pods.iter().filter_map(|pod| {
-            let ip = pod.ip.as_deref()?;
-            let host = if ip.contains(':') {
-                format!("[{ip}]")
-            } else {
-                ip.to_owned()
+            let host = match pod.ips.first()? {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
             };
             let url = format!("{}://{host}:{}{}", config.scheme, config.port, config.path);
             Some(async move { (pod.name.clone(), self.check(&url, config.timeout).await) })

@@ -10,6 +10,7 @@ pub mod streams;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -31,8 +32,9 @@ pub struct PodInfo {
     pub name: String,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// The pod IP, once assigned.
-    pub ip: Option<String>,
+    /// The pod's addresses once assigned (`status.podIPs`: one per family on a dual-stack cluster), the
+    /// primary first.
+    pub ips: Vec<IpAddr>,
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
     pub phase: String,
     /// The `Ready` condition is `True`.
@@ -66,6 +68,19 @@ fn seconds(time: &Time) -> i64 {
     time.0.as_second()
 }
 
+/// `status.podIPs`, or `status.podIP` where only that is set, parsed; an address that doesn't parse is left
+/// out (kube-apiserver validates them, so only a hand-written snapshot could hold one).
+fn pod_ips(status: &k8s_openapi::api::core::v1::PodStatus) -> Vec<IpAddr> {
+    let listed = status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
+    let mut ips: Vec<IpAddr> = listed.filter_map(|ip| ip.parse().ok()).collect();
+    if ips.is_empty()
+        && let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse().ok())
+    {
+        ips.push(ip);
+    }
+    ips
+}
+
 impl PodInfo {
     /// Builds the record from a Pod; `deployment_of` resolves a ReplicaSet name to its Deployment.
     pub fn from_pod(pod: &Pod, deployment_of: impl Fn(&str) -> Option<String>) -> Option<Self> {
@@ -85,7 +100,7 @@ impl PodInfo {
             namespace: meta.namespace.clone()?,
             name: meta.name.clone()?,
             labels: meta.labels.clone().unwrap_or_default(),
-            ip: status.and_then(|s| s.pod_ip.clone()),
+            ips: status.map(pod_ips).unwrap_or_default(),
             phase: status
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_else(|| "Unknown".into()),
@@ -540,6 +555,29 @@ impl PodInventory {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_dual_stack_pod_keeps_both_addresses_primary_first() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "sidecar", "name": "p"},
+            "status": {"podIP": "10.244.1.5",
+                       "podIPs": [{"ip": "10.244.1.5"}, {"ip": "fd00:10:244:1::5"}]}
+        }))
+        .unwrap();
+        let info = PodInfo::from_pod(&pod, |_| None).unwrap();
+        let expected: Vec<IpAddr> = vec![
+            "10.244.1.5".parse().unwrap(),
+            "fd00:10:244:1::5".parse().unwrap(),
+        ];
+        assert_eq!(info.ips, expected);
+        let only_pod_ip: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "sidecar", "name": "p"},
+            "status": {"podIP": "fd00:10:244:1::6"}
+        }))
+        .unwrap();
+        let info = PodInfo::from_pod(&only_pod_ip, |_| None).unwrap();
+        assert_eq!(info.ips, ["fd00:10:244:1::6".parse::<IpAddr>().unwrap()]);
+    }
+
     fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> PodInfo {
         PodInfo {
             namespace: namespace.into(),
@@ -548,7 +586,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            ip: None,
+            ips: Vec::new(),
             phase: "Running".into(),
             ready: true,
             terminating: false,

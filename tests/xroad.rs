@@ -9,7 +9,7 @@ mod support;
 
 use std::sync::Arc;
 
-use opmonitor::{FakeOpMonitor, IP_A, IP_B, Reply, config, record, steady_traffic};
+use opmonitor::{FakeOpMonitor, IP_A, IP_B, Reply, ServerVersion, config, record, steady_traffic};
 use serde_json::{Value, json};
 use support::*;
 use xroad_metrics_adapter::config::Config;
@@ -212,6 +212,109 @@ async fn a_full_page_is_followed_at_once_and_no_record_is_counted_twice() {
 }
 
 #[tokio::test]
+async fn sizes_are_collected_from_every_security_server_version_by_the_names_it_knows() {
+    // OPM-06 and OPM-14: a 6.x server faults on `requestSize`; the collector asks again with the 6.x names,
+    // within the same poll, and the sizes still arrive.
+    for (version, fields_of) in [
+        (ServerVersion::V7_5, "6.24 and later"),
+        (ServerVersion::V6_23, "6.21 to 6.23"),
+        (ServerVersion::V6_21, "6.21 to 6.23"),
+    ] {
+        let fake = FakeOpMonitor::start(steady_traffic()).await;
+        fake.set_version(version);
+        fake.set_now(NOW + 30);
+        let metrics = Metrics::default();
+        let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+        let inventory = sidecar_inventory();
+        collector.poll(&inventory, NOW).await.unwrap();
+        let summary = collector.poll(&inventory, NOW + 30).await.unwrap();
+        assert!(summary.counted > 0, "{version:?}");
+        let exposition = metrics.encode();
+        let sizes = |name: &str| {
+            exposition
+                .lines()
+                .filter(|l| {
+                    l.starts_with(name)
+                        && l.contains("pod=\"security-server-sidecar-secondary-7d9f8-abcde\"")
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum::<f64>()
+        };
+        // Pod A handles 2 getRandom per second, over the first poll's second and the next 30: 62 requests
+        // of 1,200 bytes and responses of 800.
+        assert_eq!(
+            sizes("xroad_opmon_request_size_bytes_sum"),
+            62.0 * 1200.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            sizes("xroad_opmon_response_size_bytes_sum"),
+            62.0 * 800.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            value(
+                &exposition,
+                &format!("xroad_opmon_output_fields{{servers=\"{fields_of}\"}}")
+            ),
+            1.0,
+            "{version:?}: {exposition}"
+        );
+        assert!(
+            !exposition.contains("xroad_opmon_collect_errors_total"),
+            "{version:?}: a fallback is no error"
+        );
+        assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    }
+}
+
+#[tokio::test]
+async fn records_from_ipv6_and_dual_stack_pods_are_counted_under_their_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("pods.yaml");
+    std::fs::write(
+        &snapshot,
+        "kind: List\nitems:\n\
+         - kind: Pod\n  metadata: {name: dual-stack, namespace: sidecar, creationTimestamp: '2020-01-01T00:00:00Z'}\n  \
+           status: {phase: Running, podIP: 10.244.1.5, podIPs: [{ip: 10.244.1.5}, {ip: 'fd00:10:244:1::5'}]}\n\
+         - kind: Pod\n  metadata: {name: ipv6-only, namespace: sidecar, creationTimestamp: '2020-01-01T00:00:00Z'}\n  \
+           status: {phase: Running, podIP: 'fd00:10:244:1::6', podIPs: [{ip: 'fd00:10:244:1::6'}]}\n",
+    )
+    .unwrap();
+    let inventory = Arc::new(PodInventory::new());
+    inventory.load(inventory::load_file(&snapshot).unwrap());
+    // Addresses as a Security Server writes them: Java's full IPv6 form, with and without a zone.
+    let fake = FakeOpMonitor::start(Arc::new(|from, to| {
+        (from..=to)
+            .flat_map(|s| {
+                [
+                    record(s, "10.244.1.5", "Producer", true, "getRandom"),
+                    record(
+                        s,
+                        "fd00:10:244:1:0:0:0:5%eth0",
+                        "Producer",
+                        true,
+                        "getRandom",
+                    ),
+                    record(s, "fd00:10:244:1:0:0:0:6", "Producer", true, "getRandom"),
+                ]
+            })
+            .collect()
+    }))
+    .await;
+    fake.set_now(NOW + 30);
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    collector.poll(&inventory, NOW).await.unwrap();
+    collector.poll(&inventory, NOW + 30).await.unwrap();
+    let exposition = metrics.encode();
+    assert_eq!(requests(&exposition, &["pod=\"dual-stack\""]), 2.0 * 31.0);
+    assert_eq!(requests(&exposition, &["pod=\"ipv6-only\""]), 31.0);
+    assert_eq!(requests(&exposition, &["pod=\"\""]), 0.0, "{exposition}");
+    assert!(!exposition.contains("xroad_opmon_unattributed_records_total{"));
+}
+
+#[tokio::test]
 async fn failures_leave_the_cursor_so_every_window_is_counted_once() {
     let fake = FakeOpMonitor::start(steady_traffic()).await;
     let metrics = Metrics::default();
@@ -275,12 +378,20 @@ async fn failures_leave_the_cursor_so_every_window_is_counted_once() {
         ),
         2.0
     );
+    assert!(
+        !exposition.contains("xroad_opmon_collect_errors_total{reason=\"not_yet_available\"}"),
+        "a clock behind ours is no error"
+    );
     assert_eq!(
         value(
             &exposition,
-            "xroad_opmon_collect_errors_total{reason=\"not_yet_available\"}"
+            "xroad_opmon_polls_total{outcome=\"not_yet_available\"}"
         ),
         1.0
+    );
+    assert_eq!(
+        value(&exposition, "xroad_opmon_polls_total{outcome=\"error\"}"),
+        3.0
     );
     assert_eq!(value(&exposition, "xroad_opmon_collect_lag_seconds"), 64.0);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());

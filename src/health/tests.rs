@@ -24,7 +24,7 @@ fn running_pod() -> PodInfo {
         namespace: "sidecar".into(),
         name: "secondary-1".into(),
         labels: Default::default(),
-        ip: Some("10.0.1.11".into()),
+        ips: vec!["10.0.1.11".parse().unwrap()],
         phase: "Running".into(),
         ready: true,
         terminating: false,

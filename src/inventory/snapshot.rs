@@ -287,7 +287,10 @@ mod tests {
             secondary.deployment.as_deref(),
             Some("security-server-sidecar-secondary")
         );
-        assert_eq!(secondary.ip.as_deref(), Some("10.42.0.11"));
+        assert_eq!(
+            secondary.ips,
+            ["10.42.0.11".parse::<std::net::IpAddr>().unwrap()]
+        );
         assert!(secondary.ready);
         assert_eq!(secondary.labels["run"], "security-server-sidecar-secondary");
         let deployment = &snapshot.deployments[0];

@@ -1,12 +1,15 @@
 //! Which pod handled a record: `securityServerInternalIp` is the pod IP, and IPs are reused, so each record
-//! goes to the pod that held its IP at the record's time (`../shared/reference/xroad.md` §10.3). Pure.
+//! goes to the pod that held its IP at the record's time. Addresses are compared parsed, not as text: X-Road
+//! writes IPv6 as Java's `InetAddress.getHostAddress()` does (`fd00:10:244:1:0:0:0:5`, possibly with a zone,
+//! `…%eth0`), Kubernetes in the compressed form. Pure.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// One pod's tenure of an IP, in milliseconds; `to` is open while the pod holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Lease {
-    ip: String,
+    ip: IpAddr,
     pod: String,
     from: i64,
     to: Option<i64>,
@@ -21,8 +24,10 @@ pub enum Attribution<'a> {
     UnknownIp,
     /// More than one lease matches: never guess.
     AmbiguousIp,
-    /// `0.0.0.0`: the proxy could not tell its own address.
+    /// `0.0.0.0` or `::`: the proxy could not tell its own address.
     ZeroIp,
+    /// Not an IP address at all.
+    InvalidIp,
 }
 
 impl Attribution<'_> {
@@ -33,17 +38,18 @@ impl Attribution<'_> {
             Attribution::UnknownIp => Some("unknown_ip"),
             Attribution::AmbiguousIp => Some("ambiguous_ip"),
             Attribution::ZeroIp => Some("zero_ip"),
+            Attribution::InvalidIp => Some("invalid_ip"),
         }
     }
 }
 
-/// A pod as the history sees it.
+/// One address of a pod as the history sees it (a dual-stack pod has two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodAddress {
     /// The pod name.
     pub pod: String,
-    /// Its IP.
-    pub ip: String,
+    /// The address.
+    pub ip: IpAddr,
     /// Its creation time (ms), if known.
     pub created: Option<i64>,
 }
@@ -87,7 +93,7 @@ impl LeaseHistory {
                 }
             }
             self.leases.push(Lease {
-                ip: pod.ip.clone(),
+                ip: pod.ip,
                 pod: pod.pod.clone(),
                 from,
                 to: None,
@@ -97,9 +103,12 @@ impl LeaseHistory {
         self.leases.retain(|l| l.to.is_none_or(|to| to >= horizon));
     }
 
-    /// The pod that held `ip` at `at` (ms).
+    /// The pod that held `ip` (as a record writes it) at `at` (ms).
     pub fn attribute(&self, ip: &str, at: i64) -> Attribution<'_> {
-        if ip == "0.0.0.0" {
+        let Some(ip) = parse_record_ip(ip) else {
+            return Attribution::InvalidIp;
+        };
+        if ip.is_unspecified() {
             return Attribution::ZeroIp;
         }
         let mut holders = self
@@ -114,6 +123,20 @@ impl LeaseHistory {
     }
 }
 
+/// A record's address: brackets and an IPv6 zone (`%eth0`, meaningless across hosts) dropped, an
+/// IPv4-mapped IPv6 address read as the IPv4 address it maps.
+pub fn parse_record_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let address = text
+        .split_once('%')
+        .map_or(text, |(address, _zone)| address);
+    address.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +147,7 @@ mod tests {
     fn pod(name: &str, ip: &str, created: i64) -> PodAddress {
         PodAddress {
             pod: name.into(),
-            ip: ip.into(),
+            ip: ip.parse().unwrap(),
             created: Some(created),
         }
     }
@@ -210,7 +233,7 @@ mod tests {
         history.observe(
             &[PodAddress {
                 pod: "pod-a".into(),
-                ip: "10.0.1.11".into(),
+                ip: "10.0.1.11".parse().unwrap(),
                 created: None,
             }],
             10 * MIN,
@@ -234,5 +257,55 @@ mod tests {
         );
         history.observe(&[], 20 * MIN, RETAIN);
         assert_eq!(history.attribute("10.0.1.11", MIN), Attribution::UnknownIp);
+    }
+
+    #[test]
+    fn ipv6_records_match_pods_whatever_form_and_zone_java_writes() {
+        let mut history = LeaseHistory::default();
+        history.observe(&[pod("pod-a", "fd00:10:244:1::5", 0)], MIN, RETAIN);
+        for written in [
+            "fd00:10:244:1:0:0:0:5",
+            "fd00:10:244:1::5",
+            "fd00:10:244:1:0:0:0:5%eth0",
+            "fd00:10:244:1:0:0:0:5%2",
+            "[fd00:10:244:1::5]",
+            "FD00:10:244:1:0:0:0:5",
+        ] {
+            assert_eq!(
+                history.attribute(written, MIN),
+                Attribution::Pod("pod-a"),
+                "{written}"
+            );
+        }
+        assert_eq!(history.attribute("::", MIN), Attribution::ZeroIp);
+        assert_eq!(history.attribute("not-an-ip", MIN), Attribution::InvalidIp);
+        assert_eq!(history.attribute("", MIN).reason(), Some("invalid_ip"));
+    }
+
+    #[test]
+    fn a_dual_stack_pod_is_found_by_either_address() {
+        let mut history = LeaseHistory::default();
+        history.observe(
+            &[
+                pod("pod-a", "10.244.1.5", 0),
+                pod("pod-a", "fd00:10:244:1::5", 0),
+                pod("pod-b", "10.244.1.6", 0),
+            ],
+            MIN,
+            RETAIN,
+        );
+        assert_eq!(
+            history.attribute("10.244.1.5", MIN),
+            Attribution::Pod("pod-a")
+        );
+        assert_eq!(
+            history.attribute("fd00:10:244:1:0:0:0:5%eth0", MIN),
+            Attribution::Pod("pod-a")
+        );
+        assert_eq!(
+            history.attribute("::ffff:10.244.1.6", MIN),
+            Attribution::Pod("pod-b"),
+            "an IPv4-mapped address is its IPv4 address"
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +17,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::attribution::{Attribution, LeaseHistory, PodAddress};
 use super::election::{LeaderElection, Leadership};
-use super::protocol::{self, FaultKind, OUTPUT_FIELDS, OperationalData, Record, ResponseError};
+use super::protocol::{
+    self, FIELD_SETS, FaultKind, FieldSet, OperationalData, Record, ResponseError,
+};
 use crate::config::OpMonitorConfig;
 use crate::inventory::PodInventory;
 use crate::selector::LabelSelector;
@@ -26,6 +28,9 @@ use crate::unix_now;
 
 /// The most an answer may weigh; a full page of trimmed records is a few MB of gzip.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+/// After falling back to an older field set, the newest is tried again this often: the Security Server may
+/// have been upgraded.
+const FIELD_SET_RETRY: Duration = Duration::from_secs(3600);
 /// Closed IP leases are kept this long: availability offset + poll lag + the longest rate window.
 const LEASE_RETENTION: Duration = Duration::from_secs(15 * 60);
 /// Meta-services whose calls are the monitoring itself, not traffic (§4.1).
@@ -68,6 +73,8 @@ struct Series {
     response_size: Family<RequestLabels, Histogram>,
     records: Counter,
     errors: Family<ReasonLabels, Counter>,
+    polls: Family<OutcomeLabels, Counter>,
+    field_set: Family<FieldSetLabels, Gauge>,
     unattributed: Family<ReasonLabels, Counter>,
     folded: Counter,
     lag: Gauge,
@@ -88,6 +95,8 @@ impl Series {
             }),
             records: Counter::default(),
             errors: Family::default(),
+            polls: Family::default(),
+            field_set: Family::default(),
             unattributed: Family::default(),
             folded: Counter::default(),
             lag: Gauge::default(),
@@ -123,6 +132,17 @@ impl Series {
             series.errors.clone(),
         );
         metrics.register(
+            "xroad_opmon_polls",
+            "Op-monitor polls by outcome: ok, not_yet_available (the window is not closed on the Security \
+             Server's clock: no new data, not an error), error",
+            series.polls.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_output_fields",
+            "1 for the output-field set the Security Server accepts (which names its size fields)",
+            series.field_set.clone(),
+        );
+        metrics.register(
             "xroad_opmon_unattributed_records",
             "Records counted under an empty pod label because their IP matched no pod",
             series.unattributed.clone(),
@@ -139,6 +159,18 @@ impl Series {
         );
         series
     }
+}
+
+/// The `outcome` label of `xroad_opmon_polls_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The `servers` label of `xroad_opmon_output_fields`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldSetLabels {
+    servers: &'static str,
 }
 
 /// Why a poll failed; the cursor did not move.
@@ -182,6 +214,8 @@ pub struct Collector {
     cursor: Mutex<Option<i64>>,
     leases: Mutex<LeaseHistory>,
     services: Mutex<HashSet<[String; 6]>>,
+    /// Which of [`FIELD_SETS`] is asked for, and since when.
+    field_set: Mutex<(usize, Instant)>,
     series: Series,
 }
 
@@ -217,18 +251,50 @@ impl Collector {
             cursor: Mutex::new(None),
             leases: Mutex::new(LeaseHistory::default()),
             services: Mutex::new(HashSet::new()),
+            field_set: Mutex::new((0, Instant::now())),
             series: Series::register(metrics),
         })
     }
 
+    /// The field set to ask for now; after a fallback, the newest again once [`FIELD_SET_RETRY`] has passed.
+    fn field_set(&self) -> FieldSet {
+        let mut current = self.field_set.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 > 0 && current.1.elapsed() >= FIELD_SET_RETRY {
+            *current = (0, Instant::now());
+        }
+        for (index, set) in FIELD_SETS.iter().enumerate() {
+            self.series
+                .field_set
+                .get_or_create(&FieldSetLabels {
+                    servers: set.servers,
+                })
+                .set(i64::from(index == current.0));
+        }
+        FIELD_SETS[current.0]
+    }
+
+    /// Falls back to the next older field set; false when none is left.
+    fn fall_back(&self, fault: &ResponseError) -> bool {
+        let mut current = self.field_set.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 + 1 >= FIELD_SETS.len() {
+            return false;
+        }
+        current.0 += 1;
+        current.1 = Instant::now();
+        tracing::warn!(%fault, fields_of = FIELD_SETS[current.0].servers,
+            "the Security Server does not know an output field; asking for an older field set");
+        true
+    }
+
     async fn fetch(&self, from: i64, to: i64) -> Result<OperationalData, CollectError> {
+        let fields: Vec<&str> = self.field_set().fields().collect();
         let body = protocol::operational_data_request(
             &self.config.client,
             &self.config.security_server,
             &uuid::Uuid::new_v4().to_string(),
             from,
             to,
-            OUTPUT_FIELDS,
+            &fields,
         );
         let response = self
             .client
@@ -270,10 +336,10 @@ impl Collector {
         let pods: Vec<PodAddress> = inventory
             .select(&self.config.namespace, &LabelSelector::everything())
             .iter()
-            .filter_map(|p| {
-                Some(PodAddress {
+            .flat_map(|p| {
+                p.ips.iter().map(|ip| PodAddress {
                     pod: p.name.clone(),
-                    ip: p.ip.clone()?,
+                    ip: *ip,
                     created: p.created.map(|s| s * 1000),
                 })
             })
@@ -406,14 +472,17 @@ impl Collector {
                 Err(CollectError::Response(fault))
                     if fault.fault_kind() == Some(FaultKind::NotYetAvailable) =>
                 {
-                    self.series
-                        .errors
-                        .get_or_create(&ReasonLabels {
-                            reason: "not_yet_available",
-                        })
-                        .inc();
+                    // The window is not closed on the Security Server's clock (ours runs ahead, or the
+                    // cursor caught up): no new data, asked again next poll.
+                    tracing::debug!(%fault, "records not available yet");
                     summary.not_yet_available = true;
                     break;
+                }
+                Err(CollectError::Response(fault))
+                    if fault.fault_kind() == Some(FaultKind::UnknownOutputField)
+                        && self.fall_back(&fault) =>
+                {
+                    continue;
                 }
                 Err(error) => {
                     self.series
@@ -422,6 +491,7 @@ impl Collector {
                             reason: error.reason(),
                         })
                         .inc();
+                    self.count_poll("error");
                     self.series.lag.set(now - cursor);
                     return Err(error);
                 }
@@ -437,7 +507,19 @@ impl Collector {
             }
         }
         self.series.lag.set(now - cursor);
+        self.count_poll(if summary.not_yet_available && summary.pages == 0 {
+            "not_yet_available"
+        } else {
+            "ok"
+        });
         Ok(summary)
+    }
+
+    fn count_poll(&self, outcome: &'static str) {
+        self.series
+            .polls
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Where the next poll starts (Unix seconds), once the collector has polled.

@@ -20,8 +20,8 @@ pub struct XRoadId {
     pub server_code: Option<String>,
 }
 
-/// The fields the collector asks for: the universal set of X-Road 6.21+ (§5.6), plus sizes under both names.
-pub const OUTPUT_FIELDS: &[&str] = &[
+/// The output fields every Security Server from 6.21 on knows (PR-OPMON).
+const UNIVERSAL_FIELDS: [&str; 12] = [
     "monitoringDataTs",
     "securityServerInternalIp",
     "securityServerType",
@@ -34,6 +34,44 @@ pub const OUTPUT_FIELDS: &[&str] = &[
     "serviceCode",
     "serviceVersion",
     "succeeded",
+];
+
+/// The output fields of one generation of Security Servers. The op-monitor returns only the fields asked
+/// for, and faults on a field it does not know, so the sizes must be asked for by the name the server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSet {
+    /// Which servers know these fields.
+    pub servers: &'static str,
+    /// The size fields added to the universal set.
+    pub size_fields: [&'static str; 2],
+}
+
+impl FieldSet {
+    /// Every field asked for.
+    pub fn fields(&self) -> impl Iterator<Item = &'static str> + '_ {
+        UNIVERSAL_FIELDS
+            .iter()
+            .copied()
+            .chain(self.size_fields.iter().copied().filter(|f| !f.is_empty()))
+    }
+}
+
+/// The field sets to try, newest first: sizes as `requestSize`/`responseSize` (6.24 on), as
+/// `requestSoapSize`/`responseSoapSize` (up to 6.23; REST sizes of 6.22–6.23 are not asked for, as a record
+/// holding both names would be ambiguous), and no sizes at all.
+pub const FIELD_SETS: [FieldSet; 3] = [
+    FieldSet {
+        servers: "6.24 and later",
+        size_fields: ["requestSize", "responseSize"],
+    },
+    FieldSet {
+        servers: "6.21 to 6.23",
+        size_fields: ["requestSoapSize", "responseSoapSize"],
+    },
+    FieldSet {
+        servers: "any (no sizes)",
+        size_fields: ["", ""],
+    },
 ];
 
 /// Escapes text for an XML element.

@@ -38,6 +38,95 @@ pub enum Reply {
     Hang,
 }
 
+/// Which Security Server the fake plays: the output-field names it knows (PR-OPMON at each tag) and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerVersion {
+    /// 6.21: SOAP-specific size and fault names, no `serviceType`.
+    V6_21,
+    /// 6.23: as 6.21, plus REST sizes and `statusCode`.
+    V6_23,
+    /// 7.5: unified `requestSize`/`responseSize`, `faultCode`, `serviceType`.
+    #[default]
+    V7_5,
+}
+
+impl ServerVersion {
+    fn knows(self, field: &str) -> bool {
+        const UNIVERSAL: &[&str] = &[
+            "monitoringDataTs",
+            "securityServerInternalIp",
+            "securityServerType",
+            "requestInTs",
+            "requestOutTs",
+            "responseInTs",
+            "responseOutTs",
+            "clientXRoadInstance",
+            "clientMemberClass",
+            "clientMemberCode",
+            "clientSubsystemCode",
+            "serviceXRoadInstance",
+            "serviceMemberClass",
+            "serviceMemberCode",
+            "serviceSubsystemCode",
+            "serviceCode",
+            "serviceVersion",
+            "messageId",
+            "messageProtocolVersion",
+            "succeeded",
+            "requestMimeSize",
+            "responseMimeSize",
+        ];
+        let specific: &[&str] = match self {
+            ServerVersion::V6_21 => &[
+                "requestSoapSize",
+                "responseSoapSize",
+                "soapFaultCode",
+                "soapFaultString",
+            ],
+            ServerVersion::V6_23 => &[
+                "requestSoapSize",
+                "responseSoapSize",
+                "soapFaultCode",
+                "soapFaultString",
+                "requestRestSize",
+                "responseRestSize",
+                "statusCode",
+            ],
+            ServerVersion::V7_5 => &[
+                "requestSize",
+                "responseSize",
+                "faultCode",
+                "faultString",
+                "serviceType",
+            ],
+        };
+        UNIVERSAL.contains(&field) || specific.contains(&field)
+    }
+
+    /// A record as this version writes it, from one written with 7.x names.
+    fn written(self, record: &Value) -> Value {
+        let mut record = record.clone();
+        if self != ServerVersion::V7_5
+            && let Some(fields) = record.as_object_mut()
+        {
+            for (new, old) in [
+                ("requestSize", "requestSoapSize"),
+                ("responseSize", "responseSoapSize"),
+                ("faultCode", "soapFaultCode"),
+                ("faultString", "soapFaultString"),
+            ] {
+                if let Some(value) = fields.remove(new) {
+                    fields.insert(old.into(), value);
+                }
+            }
+            for gone in ["serviceType", "restMethod", "restPath", "xRoadVersion"] {
+                fields.remove(gone);
+            }
+        }
+        record
+    }
+}
+
 /// Generates the records of a window, for `Reply::Window`.
 pub type Generator = Arc<dyn Fn(i64, i64) -> Vec<serde_json::Value> + Send + Sync>;
 
@@ -56,6 +145,7 @@ pub struct FakeOpMonitor {
     generator: Generator,
     /// The fake's clock: requests must have `recordsFrom < now − 60`.
     now: Arc<Mutex<i64>>,
+    version: Arc<Mutex<ServerVersion>>,
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -125,6 +215,7 @@ impl FakeOpMonitor {
             script: Arc::default(),
             generator,
             now: Arc::new(Mutex::new(i64::MAX)),
+            version: Arc::default(),
         };
         let handler = fake.clone();
         let app = axum::Router::new().route(
@@ -147,6 +238,11 @@ impl FakeOpMonitor {
             ))),
         }
         fake
+    }
+
+    /// Plays another Security Server version.
+    pub fn set_version(&self, version: ServerVersion) {
+        *self.version.lock().unwrap() = version;
     }
 
     /// Sets the fake's clock.
@@ -228,6 +324,35 @@ impl FakeOpMonitor {
             }
         };
         let now = *self.now.lock().unwrap();
+        let version = *self.version.lock().unwrap();
+        // Only the fields asked for come back; a field this version doesn't know is a fault.
+        let asked: Vec<String> = xml
+            .split("<om:outputField>")
+            .skip(1)
+            .filter_map(|rest| {
+                rest.split_once("</om:outputField>")
+                    .map(|(f, _)| f.to_owned())
+            })
+            .collect();
+        if let Some(unknown) = asked.iter().find(|f| !version.knows(f)) {
+            self.script.lock().unwrap().requests.push((from, to));
+            return (
+                [(header::CONTENT_TYPE, "text/xml; charset=utf-8".to_owned())],
+                format!(
+                    r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>Client.InvalidRequest</faultcode><faultstring>Unknown output field in search criteria: {unknown}</faultstring></SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+                ),
+            )
+                .into_response();
+        }
+        let present = |record: &Value| {
+            let mut record = version.written(record);
+            if let Some(fields) = record.as_object_mut()
+                && !asked.is_empty()
+            {
+                fields.retain(|name, _| asked.contains(name));
+            }
+            record
+        };
         let reply = {
             let mut script = self.script.lock().unwrap();
             script.requests.push((from, to));
@@ -242,7 +367,8 @@ impl FakeOpMonitor {
             reply
         };
         let multipart = |records: &[serde_json::Value], count, next, attachment| {
-            let (content_type, body) = multipart_page(records, count, next, attachment);
+            let records: Vec<Value> = records.iter().map(present).collect();
+            let (content_type, body) = multipart_page(&records, count, next, attachment);
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         };
         match reply {

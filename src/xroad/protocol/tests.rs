@@ -89,7 +89,7 @@ fn the_request_names_the_owner_the_server_and_the_window() {
         "id-1",
         1767225540,
         1767225599,
-        OUTPUT_FIELDS,
+        &FIELD_SETS[0].fields().collect::<Vec<_>>(),
     );
     assert!(request.contains(r#"<xroad:client id:objectType="MEMBER"><id:xRoadInstance>EE</id:xRoadInstance><id:memberClass>GOV</id:memberClass><id:memberCode>70000001</id:memberCode></xroad:client>"#));
     assert!(request.contains("<id:memberCode>70000001</id:memberCode><id:serviceCode>getSecurityServerOperationalData</id:serviceCode></xroad:service>"));
