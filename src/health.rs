@@ -334,11 +334,7 @@ impl HealthChecker {
         config: &HealthCheckConfig,
     ) -> HashMap<String, ActiveState> {
         let checks = pods.iter().filter_map(|pod| {
-            let host = match pod.ips.first()? {
-                IpAddr::V6(ip) => format!("[{ip}]"),
-                IpAddr::V4(ip) => ip.to_string(),
-            };
-            let url = format!("{}://{host}:{}{}", config.scheme, config.port, config.path);
+            let url = check_url(config, *pod.ips.first()?);
             Some(async move { (pod.name.clone(), self.check(&url, config.timeout).await) })
         });
         let outcomes = futures::future::join_all(checks).await;
@@ -357,6 +353,13 @@ impl HealthChecker {
             })
             .collect()
     }
+}
+
+/// The health-check URL of a pod at `ip` (its primary address; an IPv6 address in brackets).
+pub fn check_url(config: &HealthCheckConfig, ip: IpAddr) -> String {
+    // `SocketAddr` writes `[v6]:port` and `v4:port`.
+    let address = std::net::SocketAddr::new(ip, config.port);
+    format!("{}://{address}{}", config.scheme, config.path)
 }
 
 /// What the policies read besides health: pods, the backend and the catalogue.

@@ -314,6 +314,125 @@ async fn records_from_ipv6_and_dual_stack_pods_are_counted_under_their_pods() {
     assert!(!exposition.contains("xroad_opmon_unattributed_records_total{"));
 }
 
+/// A snapshot of pods in `sidecar`, each `(name, ip, created)`.
+fn pods_snapshot(dir: &std::path::Path, pods: &[(&str, &str, &str)]) -> std::path::PathBuf {
+    let items: String = pods
+        .iter()
+        .map(|(name, ip, created)| {
+            format!(
+                "- kind: Pod\n  metadata: {{name: {name}, namespace: sidecar, creationTimestamp: '{created}'}}\n  \
+                 status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}]}}\n"
+            )
+        })
+        .collect();
+    let path = dir.join(format!("pods-{}.yaml", pods.len()));
+    std::fs::write(&path, format!("kind: List\nitems:\n{items}")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_ip_reused_by_a_new_pod_splits_records_by_time_even_within_one_page_run() {
+    // 1,800,000,000 is 2027-01-15T08:00:00Z. pod-old holds fd00::11 and is replaced; pod-new gets the same
+    // address at NOW - 50, while the old pod's records for NOW - 64 … NOW - 51 are still to be collected.
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = Arc::new(PodInventory::new());
+    inventory.load(
+        inventory::load_file(&pods_snapshot(
+            dir.path(),
+            &[("pod-old", "fd00::11", "2027-01-15T07:00:00Z")],
+        ))
+        .unwrap(),
+    );
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    fake.set_now(NOW + 30);
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    fake.push(Reply::Page {
+        records: vec![],
+        count: None,
+        next: None,
+    });
+    collector.poll(&inventory, NOW).await.unwrap();
+    inventory.load(
+        inventory::load_file(&pods_snapshot(
+            dir.path(),
+            &[
+                ("pod-b", "10.0.0.2", "2027-01-15T07:00:00Z"),
+                ("pod-new", "fd00::11", "2027-01-15T07:59:10Z"),
+            ],
+        ))
+        .unwrap(),
+    );
+    // Two pages, the first full, split at NOW - 55: the reuse happens inside the second.
+    let at = |second: i64| record(second, "fd00:0:0:0:0:0:0:11", "Producer", true, "getRandom");
+    fake.push(Reply::Page {
+        records: (NOW - 64..=NOW - 55).map(at).collect(),
+        count: Some(10_000),
+        next: Some(NOW - 54),
+    });
+    fake.push(Reply::Page {
+        records: (NOW - 54..=NOW - 35).map(at).collect(),
+        count: None,
+        next: None,
+    });
+    let summary = collector.poll(&inventory, NOW + 30).await.unwrap();
+    assert_eq!(summary.pages, 2);
+    let exposition = metrics.encode();
+    assert_eq!(
+        requests(&exposition, &["pod=\"pod-old\""]),
+        14.0,
+        "NOW-64 … NOW-51"
+    );
+    assert_eq!(
+        requests(&exposition, &["pod=\"pod-new\""]),
+        16.0,
+        "NOW-50 … NOW-35"
+    );
+    assert_eq!(requests(&exposition, &["pod=\"\""]), 0.0);
+}
+
+#[tokio::test]
+async fn a_security_server_clock_10_s_behind_loses_and_repeats_nothing_and_is_no_error() {
+    let fake = FakeOpMonitor::start(steady_traffic()).await;
+    let metrics = Metrics::default();
+    let collector = Collector::new(config(&fake.url), &metrics).unwrap();
+    let inventory = sidecar_inventory();
+    let mut not_yet = 0;
+    for poll in 0..8 {
+        // Polls every 20 s, a little faster than the 30 s default, so the window often reaches the daemon's
+        // "now − 60" on its slower clock.
+        let now = NOW + 20 * poll;
+        fake.set_now(now - 10);
+        let summary = collector.poll(&inventory, now).await.unwrap();
+        not_yet += usize::from(summary.not_yet_available);
+    }
+    let exposition = metrics.encode();
+    let cursor = collector.cursor().unwrap();
+    // Every second from the first poll's up to the cursor counted exactly once.
+    let expected: f64 = (NOW - 65..cursor)
+        .map(|s| 2.0 + f64::from(s % 3 == 0) + f64::from(s % 5 == 0))
+        .sum();
+    assert_eq!(requests(&exposition, &[]), expected);
+    assert!(not_yet > 0, "the clock skew was never met");
+    assert_eq!(
+        value(
+            &exposition,
+            "xroad_opmon_polls_total{outcome=\"not_yet_available\"}"
+        ),
+        not_yet as f64
+    );
+    assert!(
+        !exposition.contains("xroad_opmon_collect_errors_total{"),
+        "{exposition}"
+    );
+    assert_eq!(
+        value(&exposition, "xroad_opmon_clock_offset_seconds"),
+        -10.0,
+        "the Security Server's clock, read from the Date of its answers"
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
 #[tokio::test]
 async fn failures_leave_the_cursor_so_every_window_is_counted_once() {
     let fake = FakeOpMonitor::start(steady_traffic()).await;

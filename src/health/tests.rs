@@ -256,3 +256,35 @@ fn maintenance_wins_then_failures_then_health() {
         PodState::Unknown
     );
 }
+
+#[tokio::test]
+async fn an_ipv6_pod_is_checked_at_its_bracketed_address() {
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(|| async { "Health check OK" });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = HealthCheckConfig {
+        enabled: true,
+        scheme: "http".into(),
+        port,
+        path: "/".into(),
+        period: Duration::from_secs(10),
+        timeout: Duration::from_secs(2),
+        failure_threshold: 1,
+        success_threshold: 1,
+    };
+    let ip: IpAddr = "::1".parse().unwrap();
+    assert_eq!(check_url(&config, ip), format!("http://[::1]:{port}/"));
+    assert_eq!(
+        check_url(&config, "10.0.1.11".parse().unwrap()),
+        format!("http://10.0.1.11:{port}/")
+    );
+    let pod = PodInfo {
+        ips: vec![ip, "10.255.255.1".parse().unwrap()],
+        ..running_pod()
+    };
+    let states = HealthChecker::default()
+        .probe(&[Arc::new(pod)], &config)
+        .await;
+    assert_eq!(states.get("secondary-1"), Some(&ActiveState::Healthy));
+}

@@ -78,6 +78,7 @@ struct Series {
     unattributed: Family<ReasonLabels, Counter>,
     folded: Counter,
     lag: Gauge,
+    clock_offset: Gauge,
 }
 
 impl Series {
@@ -100,6 +101,7 @@ impl Series {
             unattributed: Family::default(),
             folded: Counter::default(),
             lag: Gauge::default(),
+            clock_offset: Gauge::default(),
         };
         metrics.register(
             "xroad_opmon_requests",
@@ -151,6 +153,12 @@ impl Series {
             "xroad_opmon_services_folded",
             "Records whose service was folded into service_code other by the cardinality cap",
             series.folded.clone(),
+        );
+        metrics.register(
+            "xroad_opmon_clock_offset_seconds",
+            "The Security Server's clock minus the adapter's, from the Date of its last answer (±1 s); \
+             recordsAvailableOffset must exceed 60 s minus this",
+            series.clock_offset.clone(),
         );
         metrics.register(
             "xroad_opmon_collect_lag_seconds",
@@ -286,7 +294,8 @@ impl Collector {
         true
     }
 
-    async fn fetch(&self, from: i64, to: i64) -> Result<OperationalData, CollectError> {
+    /// One page, `now` being the adapter's clock (Unix seconds) for the clock-offset gauge.
+    async fn fetch(&self, from: i64, to: i64, now: i64) -> Result<OperationalData, CollectError> {
         let fields: Vec<&str> = self.field_set().fields().collect();
         let body = protocol::operational_data_request(
             &self.config.client,
@@ -305,6 +314,15 @@ impl Collector {
             .await
             .map_err(|e| CollectError::Transport(innermost(&e)))?;
         let status = response.status().as_u16();
+        if let Some(date) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            self.series.clock_offset.set(date.as_secs() as i64 - now);
+        }
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -467,14 +485,20 @@ impl Collector {
             .unwrap_or(to);
         let mut summary = PollSummary::default();
         while cursor <= to {
-            let page = match self.fetch(cursor, to).await {
+            let page = match self.fetch(cursor, to, now).await {
                 Ok(page) => page,
                 Err(CollectError::Response(fault))
                     if fault.fault_kind() == Some(FaultKind::NotYetAvailable) =>
                 {
                     // The window is not closed on the Security Server's clock (ours runs ahead, or the
-                    // cursor caught up): no new data, asked again next poll.
+                    // cursor caught up): no new data, asked again next poll. The start is kept even on the
+                    // first poll, so that a clock behind ours by more than the offset's margin delays the
+                    // window instead of pushing it forward forever.
                     tracing::debug!(%fault, "records not available yet");
+                    self.cursor
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(cursor);
                     summary.not_yet_available = true;
                     break;
                 }

@@ -324,6 +324,18 @@ impl FakeOpMonitor {
             }
         };
         let now = *self.now.lock().unwrap();
+        let mut response = self.reply(from, to, now, &xml).await;
+        // The fake's clock, as the Security Server's HTTP answers carry theirs.
+        if now != i64::MAX {
+            let date = std::time::UNIX_EPOCH + Duration::from_secs(now as u64);
+            response
+                .headers_mut()
+                .insert(header::DATE, httpdate::fmt_http_date(date).parse().unwrap());
+        }
+        response
+    }
+
+    async fn reply(&self, from: i64, to: i64, now: i64, xml: &str) -> Response {
         let version = *self.version.lock().unwrap();
         // Only the fields asked for come back; a field this version doesn't know is a fault.
         let asked: Vec<String> = xml
