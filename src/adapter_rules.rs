@@ -1,5 +1,5 @@
 //! Prometheus Adapter rules at run time: the registry the handlers read, and the relist that refreshes it from
-//! `/api/v1/series` (`../shared/reference/prometheus-adapter-compat.md` §3). The rules and the registry logic
+//! `/api/v1/series` (the Prometheus Adapter's docs/config.md and its naming and resource code). The rules and the registry logic
 //! are pure (`compat`); this module does the fetching and the swapping.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Wire types of the metrics APIs: discovery documents, `MetricValueList` v1beta1/v1beta2,
-//! `ExternalMetricValueList` and `Status`, shaped exactly as `../shared/reference/kubernetes-contract.md` §3–§5 say.
+//! `ExternalMetricValueList` and `Status`, shaped exactly as the Go types of
+//! `k8s.io/metrics` (`pkg/apis/custom_metrics`, `external_metrics`) serialise them.
 //!
 //! Pure data and serialisation; no I/O.
 

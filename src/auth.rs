@@ -1,5 +1,5 @@
 //! Delegated authentication and authorization of every request, as an aggregated API server does it
-//! (`../shared/reference/kubernetes-contract.md` §8–§9): front-proxy headers behind a verified certificate,
+//! (k8s.io/apiserver's delegated authentication and the authenticating-proxy docs): front-proxy headers behind a verified certificate,
 //! client certificates, bearer tokens by TokenReview, then a SubjectAccessReview of the request's attributes.
 //!
 //! `trust` and `attributes` are pure; `review` and the ConfigMap watch here talk to the kube-apiserver.
@@ -29,7 +29,7 @@ use trust::{CertificateIdentity, Trust, TrustError, TrustOverrides};
 pub const AUTHENTICATION_CONFIGMAP: (&str, &str) =
     ("kube-system", "extension-apiserver-authentication");
 
-/// The group allowed everything without a SubjectAccessReview (§7.2: the aggregator's availability check).
+/// The group allowed everything without a SubjectAccessReview (the aggregator's availability check).
 pub const PRIVILEGED_GROUP: &str = "system:masters";
 
 /// Who made a request.
@@ -279,7 +279,7 @@ impl Delegated {
             .inc();
     }
 
-    /// Who sent a request (§8.2), stripping the front-proxy headers and the bearer token from `headers`.
+    /// Who sent a request, stripping the front-proxy headers and the bearer token from `headers`.
     pub async fn authenticate(
         &self,
         peer: Option<&PeerCertificates>,
@@ -326,7 +326,7 @@ impl Delegated {
         AuthError::Unauthenticated
     }
 
-    /// Whether `user` may do what `attributes` describe (§9).
+    /// Whether `user` may do what `attributes` describe.
     pub async fn authorize(
         &self,
         user: &UserInfo,

@@ -1,7 +1,7 @@
 //! The metric catalogue: which metrics exist for which resources, and the PromQL each one runs.
 //!
 //! Queries are shaped per (metric, namespace), never per pod list: requested pods are selected afterwards, in
-//! memory (`../shared/DESIGN.md`, rules of the flow). Pure: builds text, runs nothing.
+//! memory. Pure: builds text, runs nothing.
 
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub enum MetricKind {
         failed: bool,
     },
     /// X-Road messages per second from a JMX exporter on the op-monitor daemon: window gauges divided by
-    /// the window length, never `rate()` on a gauge (`../shared/reference/xroad.md` §7, §11.3). Producer role only.
+    /// the window length, never `rate()` on a gauge (X-Road's PR-OPMON, UG-SS and the Sidecar user guide). Producer role only.
     XRoadMessagesJmx {
         /// Only unsuccessful requests.
         failed: bool,
@@ -209,7 +209,7 @@ pub const UNHEALTHY_PODS: &str = "unhealthy_pods";
 pub const POLICY_METRICS: [&str; 2] = [SCALE_ON_FAILURE_REPLICAS, UNHEALTHY_PODS];
 
 impl Catalog {
-    /// The built-in metrics (`../shared/DESIGN.md`, metrics served), X-Road messages from the collector.
+    /// The built-in metrics, X-Road messages from the collector.
     pub fn builtin() -> Self {
         Self::with_throughput(ThroughputSource::Opmonitor)
     }

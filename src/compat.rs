@@ -1,4 +1,4 @@
-//! Compatibility with Prometheus Adapter configurations (`../shared/reference/prometheus-adapter-compat.md`):
+//! Compatibility with Prometheus Adapter configurations (the Prometheus Adapter's docs/config.md and its naming and resource code):
 //! the pieces that need no I/O, each tested on its own.
 
 pub mod discovery;

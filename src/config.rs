@@ -1,7 +1,7 @@
 //! The native configuration file (`--config FILE`): YAML in, a validated typed `Config` out.
 //!
 //! Parse, don't validate later: every duration, URL and header is checked here, once, and unknown keys are
-//! errors that name file, line and column. The section names are a contract (`../shared/DESIGN.md`).
+//! errors that name file, line and column. The section names are a contract.
 //! This module does no network I/O.
 
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ pub enum ConfigError {
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     /// Form-encoded POST: every Prometheus-compatible backend accepts it and no URL limit applies
-    /// (`../shared/reference/metric-backends.md` §1, §4).
+    /// (the Prometheus HTTP API documentation).
     #[default]
     Post,
     /// GET, switching to POST automatically for queries longer than [`GET_QUERY_LIMIT`].
@@ -593,7 +593,7 @@ fn opmonitor(raw: RawOpMonitor) -> Result<OpMonitorConfig, KeyError> {
     }
     let client = id(raw.client);
     let security_server = id(raw.security_server);
-    // The daemon returns every record only to the server's owner (§4.4); anyone else silently gets a
+    // The daemon returns every record only to the server's owner; anyone else silently gets a
     // filtered view, which would read as no traffic.
     if (&client.instance, &client.member_class, &client.member_code)
         != (

@@ -1,5 +1,5 @@
 //! The adapter's request errors and the one place that turns them into a Kubernetes `Status` and HTTP code
-//! (`../shared/reference/kubernetes-contract.md` §5).
+//! (`metav1.Status`, with the reasons and codes `k8s.io/apiserver` uses).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

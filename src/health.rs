@@ -1,5 +1,5 @@
 //! Per-pod health for the scale-on-failure policies: the pod's status, kubelet liveness-probe failures from
-//! Prometheus, and the Security Server health check on port 5588 (`../shared/reference/xroad.md` §9), combined
+//! Prometheus, and the Security Server health check on port 5588 (X-Road's PR-OPMON, UG-SS and the Sidecar user guide), combined
 //! into one state per pod; and the loop that feeds them, with the load, to each policy.
 //!
 //! Classification, debouncing and assessment are pure functions; probing and the loop are the I/O edge.
@@ -18,14 +18,14 @@ use crate::promql;
 use crate::telemetry::{Metrics, PodStateLabels, PolicyLabels};
 use crate::unix_now;
 
-/// What one health-check request said (§9.3).
+/// What one health-check request said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
     /// 200.
     Ok,
     /// 500 with a reason line; `reason` is a bounded key, `detail` the server's text.
     Failing {
-        /// A key from the bounded set of §9.3 (`ocsp_fetch`, `timeout`, …, `other`).
+        /// A key from a bounded set (`ocsp_fetch`, `timeout`, …, `other`).
         reason: &'static str,
         /// The body's first line.
         detail: String,

@@ -1,5 +1,5 @@
 //! A model of the HPA controller's replica calculation for a `Pods` metric with an `AverageValue` target,
-//! written from `../shared/reference/kubernetes-contract.md` §10.2–§10.4 (kubernetes/kubernetes
+//! written from the HPA controller's replica_calculator.go (kubernetes/kubernetes
 //! `replica_calculator.go`). Used by the quick start and `query` to show what an HPA would do. Pure.
 
 /// The default `--horizontal-pod-autoscaler-tolerance`.
@@ -61,7 +61,7 @@ pub fn pods_average_value(
             )
         });
     }
-    // Missing pods count as at-target on a scale-down and as 0 on a scale-up (§10.3 step 5).
+    // Missing pods count as at-target on a scale-down and as 0 on a scale-up.
     let fill = if ratio < 1.0 { target_millis } else { 0 };
     let total = values_millis.iter().sum::<i64>() + fill * missing as i64;
     let all = count + missing;
@@ -86,7 +86,7 @@ pub fn pods_average_value(
 }
 
 /// The HPA's proposal for an `Object` (or `External`) metric with an `AverageValue` target:
-/// ratio `V / (t × status)`; outside tolerance `ceil(V / t)`, inside it `status` (§10.2).
+/// ratio `V / (t × status)`; outside tolerance `ceil(V / t)`, inside it `status`.
 ///
 /// ```
 /// use xroad_metrics_adapter::hpa::{object_average_value, DEFAULT_TOLERANCE};
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn failed_pods_reporting_nothing_do_not_add_capacity() {
-        // The reference's worked example (§11.2): 8 survivors at 125, 2 broken pods missing → stays at 10.
+        // The reference's worked example: 8 survivors at 125, 2 broken pods missing → stays at 10.
         assert_eq!(desired(&[125_000; 8], 2, 100_000, 10), 10);
     }
 

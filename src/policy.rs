@@ -3,7 +3,7 @@
 //!
 //! `replicas = min(max(minHealthy, ceil(load / capacityPerPod)) + min(failing, maxExtra), maxReplicas)`, where
 //! a pod counts as failing only after failing for `failFor`, and stops counting only after being well for
-//! `recoverFor` (`../shared/reference/kubernetes-contract.md` §11.3). Pure: time is an argument.
+//! `recoverFor` (the HPA controller's replica_calculator.go). Pure: time is an argument.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

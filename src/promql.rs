@@ -1,7 +1,7 @@
 //! PromQL text built from untrusted input: label-value escaping, label-name checks, matcher rendering.
 //!
 //! Every value that reaches a query passes through here, so a label selector can never change the shape of a
-//! query (`../shared/DESIGN.md`, rules of the flow). This module does no I/O.
+//! query. This module does no I/O.
 
 use std::fmt::Write as _;
 
@@ -113,7 +113,7 @@ fn alternation(values: &std::collections::BTreeSet<String>) -> String {
 }
 
 /// Renders a metric-label selector as PromQL matchers, in key order, following the Prometheus Adapter's
-/// mapping (`../shared/reference/prometheus-adapter-compat.md` §2.5) but with values regex-escaped inside `=~`.
+/// mapping (the Prometheus Adapter's docs/config.md and its naming and resource code) but with values regex-escaped inside `=~`.
 ///
 /// ```
 /// use xroad_metrics_adapter::{promql::matchers, selector::LabelSelector};

@@ -1,7 +1,7 @@
 //! Kubernetes `Quantity` strings for metric values: f64 in, canonical wire string out; never NaN, ±Inf or `-0`.
 //!
 //! The HPA reads every value with `MilliValue()`, which rounds up to milli-units
-//! (`../shared/reference/kubernetes-contract.md` §4). So we emit whole numbers as plain integers and everything
+//! (`k8s.io/apimachinery/pkg/api/resource`). So we emit whole numbers as plain integers and everything
 //! else as `ceil(v × 1000)` milli-units: the HPA then sees exactly the number we computed.
 
 use std::fmt;

@@ -1,7 +1,6 @@
 //! Kubernetes label selectors: parsing with Go `labels.Parse` parity, matching through kube-core's expressions.
 //!
-//! The grammar and its error texts follow kubernetes/apimachinery `pkg/labels/selector.go`
-//! (`../shared/reference/kubernetes-contract.md` §2.4). This module does no I/O.
+//! The grammar and its error texts follow kubernetes/apimachinery `pkg/labels/selector.go`. This module does no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

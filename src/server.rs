@@ -1,5 +1,5 @@
-//! The HTTPS server: TLS accept loop, the router, and the handlers of every endpoint in
-//! `../shared/reference/kubernetes-contract.md` §1.
+//! The HTTPS server: TLS accept loop, the router, and the handlers of every endpoint an aggregated
+//! metrics API server answers
 //!
 //! `app(state)` is a pure function from state to `Router`, called by `main` and by tests alike.
 
@@ -351,7 +351,7 @@ fn external_policy_metric(
     Ok(apis::external_metric_value_list(items))
 }
 
-/// The first value of `key`, decoded as a form (the aggregator re-encodes queries that way, §2.4).
+/// The first value of `key`, decoded as a form (the aggregator re-encodes queries that way).
 fn param(query: Option<&str>, key: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == key)
@@ -559,7 +559,7 @@ async fn external_metric(
             resource: EXTERNAL_GROUP.to_owned(),
             metric: metric.to_owned(),
         })?;
-    // Here `labelSelector` carries the HPA's metric selector, not a pod selector (§2.3).
+    // Here `labelSelector` carries the HPA's metric selector, not a pod selector.
     let selector = selector_param(query, "labelSelector")?;
     let matchers = metric_matchers(selector.as_ref(), "labelSelector")?;
     let promql = def.total_query(Scope::Namespace(namespace), &matchers, state.rate_window);

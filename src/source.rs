@@ -2,7 +2,7 @@
 //! VictoriaMetrics) that runs instant queries and classifies failures.
 //!
 //! `prometheus-http-query` does the HTTP; this module adds headers, timeouts, completeness parameters and
-//! error classification (`../shared/reference/metric-backends.md` §1–§3). It never logs headers.
+//! error classification (the Prometheus HTTP API documentation). It never logs headers.
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
@@ -243,7 +243,7 @@ impl MetricSource for PrometheusSource {
                     }
                 }
             };
-            // POST: a long selector never meets a URL limit (metric-backends.md §1).
+            // POST: a long selector never meets a URL limit.
             let response = self
                 .http
                 .post(format!("{}/api/v1/series", self.base))

@@ -1,6 +1,6 @@
 //! Prometheus Adapter rules (`--adapter-config`) against a real Prometheus loaded with the Sidecar traffic:
 //! discovery through `/api/v1/series`, the rules' own queries, and the values a Prometheus Adapter with the
-//! same rules would serve (`../shared/reference/prometheus-adapter-compat.md`).
+//! same rules would serve (the Prometheus Adapter's docs/config.md and its naming and resource code).
 
 mod support;
 
@@ -217,7 +217,7 @@ async fn a_new_series_is_served_after_the_next_relist() {
     );
 }
 
-/// `resourceRules` as the chart's `rules.resource` example writes them (compat reference §2.6).
+/// `resourceRules` as the chart's `rules.resource` example writes them.
 const RESOURCE_RULES: &str = include_str!("fixtures/adapter-resource-rules.yaml");
 
 const MIB: f64 = 1024.0 * 1024.0;

@@ -14,7 +14,7 @@ use support::*;
 const HPA: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
 const DISCOVERY: &str = V2;
 
-/// The headers kube-apiserver's proxy sets for the HPA controller (§7.4).
+/// The headers kube-apiserver's proxy sets for the HPA controller.
 const HPA_HEADERS: &[(&str, &str)] = &[
     ("X-Remote-User", HPA),
     ("X-Remote-Group", "system:serviceaccounts"),
@@ -130,7 +130,7 @@ async fn system_masters_is_allowed_without_an_access_review() {
         .client("kubernetes-admin", &["system:masters"]);
     let (code, body) = setup.get(Some(&admin), DISCOVERY, &[]).await;
     assert_eq!(code, 200, "{body}");
-    // The aggregator's availability check: front proxy, system:masters (§7.2).
+    // The aggregator's availability check: front proxy, system:masters.
     let (code, _) = setup
         .get(
             Some(&setup.pki.front_proxy()),

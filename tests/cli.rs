@@ -146,7 +146,7 @@ fn a_yaml_syntax_error_in_a_prometheus_adapter_config_is_reported_as_one() {
     );
 }
 
-/// The X-Road Sidecar guide's Prometheus Adapter rule (compat reference §2.7), in the chart's values layout.
+/// The X-Road Sidecar guide's Prometheus Adapter rule, in the chart's values layout.
 const SIDECAR_GUIDE_VALUES: &str = r#"rules:
   default: false
   custom:

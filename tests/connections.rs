@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::served::ServedAdapter;
@@ -22,30 +21,6 @@ fn serve_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
     ];
     all.extend_from_slice(args);
     all
-}
-
-/// A TLS connection to the adapter offering `alpn`, with nothing sent after the handshake.
-async fn connect(
-    adapter: &ServedAdapter,
-    alpn: &[u8],
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_file(&adapter.tls.ca_file).unwrap())
-        .unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::aws_lc_rs::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", adapter.tls.port)).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
 }
 
 /// GET `path` on a new connection (the adapter's own client keeps one open from its start).
@@ -68,7 +43,7 @@ async fn connections_that_send_nothing_are_closed_after_the_idle_timeout() {
     let adapter = ServedAdapter::start(&serve_args(&["--idle-connection-timeout", "1s"])).await;
 
     // HTTP/1.1: the TLS handshake, then silence.
-    let mut silent = connect(&adapter, b"http/1.1").await.unwrap();
+    let mut silent = adapter.tls.connect(b"http/1.1").await.unwrap();
     let mut buffer = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buffer))
         .await
@@ -76,7 +51,7 @@ async fn connections_that_send_nothing_are_closed_after_the_idle_timeout() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
     // HTTP/2: the preface and settings, then silence. The server says GOAWAY and closes.
-    let stream = connect(&adapter, b"h2").await.unwrap();
+    let stream = adapter.tls.connect(b"h2").await.unwrap();
     let (_client, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), connection)
         .await
@@ -84,7 +59,7 @@ async fn connections_that_send_nothing_are_closed_after_the_idle_timeout() {
         .ok();
 
     // A connection in use is not idle: a request every half second keeps it open past the timeout.
-    let stream = connect(&adapter, b"h2").await.unwrap();
+    let stream = adapter.tls.connect(b"h2").await.unwrap();
     let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
     let driver = tokio::spawn(connection);
     for _ in 0..6 {
@@ -106,7 +81,7 @@ async fn with_every_file_taken_by_idle_connections_probes_still_answer() {
     let adapter = ServedAdapter::start_with_file_limit(512, &serve_args(&[])).await;
     let mut held = Vec::new();
     for _ in 0..600 {
-        if let Ok(stream) = connect(&adapter, b"h2").await {
+        if let Ok(stream) = adapter.tls.connect(b"h2").await {
             held.push(stream);
         }
     }

@@ -1,10 +1,10 @@
 //! The Grafana dashboards in `dashboards/`: they follow the conventions of
-//! `../shared/reference/kubernetes-contract.md` §13, and every panel query, with the template variables
+//! Grafana's dashboard JSON model, and every panel query, with the template variables
 //! substituted, returns at least one series from a real Prometheus.
 //!
 //! The data set is what a kube-prometheus-stack Prometheus would hold:
 //! - cAdvisor's network counters: the quick start's Sidecar traffic;
-//! - kube-state-metrics series (names from contract §12.3), written here;
+//! - kube-state-metrics series (names from kube-state-metrics' documentation), written here;
 //! - the adapter's own `/metrics`, captured from a real adapter at simulated 15-second scrapes. The adapter
 //!   serves HPA requests behind delegated access (the fake kube API of `support/delegated.rs`), runs its
 //!   op-monitor collector against the fake client proxy of `support/opmonitor.rs`, loses its metrics backend
@@ -35,7 +35,7 @@ const ADAPTER_NAMESPACE: &str = "xroad-metrics";
 const ADAPTER_POD: &str = "xroad-metrics-adapter-6f7c9d8b5-x2x4q";
 const HPA_USER: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
 
-/// Upstream series the dashboards may use (contract §12.1 and §12.3).
+/// Upstream series the dashboards may use.
 const UPSTREAM: &[&str] = &[
     "container_network_receive_packets_total",
     "container_network_transmit_packets_total",

@@ -175,27 +175,8 @@ async fn an_overlong_uri_gets_414_and_too_many_headers_are_refused() {
 /// reading an answer, is cut off with GOAWAY instead of keeping the server busy.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_rapid_reset_flood_gets_the_connection_closed() {
-    use rustls::pki_types::pem::PemObject;
     let adapter = TlsAdapter::start(state("http://127.0.0.1:9")).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_file(&adapter.ca_file).unwrap())
-        .unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::aws_lc_rs::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", adapter.port))
-        .await
-        .unwrap();
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = adapter.connect(b"h2").await.unwrap();
     let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
     let driver = tokio::spawn(connection);
     let mut sent = 0;

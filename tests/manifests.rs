@@ -1,7 +1,7 @@
 //! What users `kubectl apply`: every kustomization renders with the real `kubectl kustomize`, every object
 //! validates against the Kubernetes OpenAPI schemas of 1.29 and of the newest version `kubernetes-validate`
 //! knows (strict: unknown fields are errors), and the security-relevant settings are what the README promises
-//! (`../shared/reference/kubernetes-contract.md` §7.1, §9.4).
+//! (the APIService API and the aggregation-layer docs).
 //!
 //! `kubernetes-validate` has no schemas for custom resources (ServiceMonitor, cert-manager's Certificate and
 //! Issuer); those objects are checked field by field here instead.
@@ -395,7 +395,7 @@ fn the_self_signed_overlay_trusts_the_ca_that_signed_the_serving_certificate_for
     for apiservice in objects.iter().filter(|o| o["kind"] == "APIService") {
         assert_eq!(decode(&apiservice["spec"]["caBundle"]), ca);
     }
-    // The aggregator dials xroad-metrics-adapter.xroad-metrics.svc and verifies against caBundle (§7.1).
+    // The aggregator dials xroad-metrics-adapter.xroad-metrics.svc and verifies against caBundle.
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(&ca).unwrap())

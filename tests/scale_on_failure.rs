@@ -1,6 +1,6 @@
 //! Scale-on-failure end to end: scenario tests that replay time through the policy and a model of the HPA
 //! controller; the active health check against fake Security Server health endpoints (the answers of
-//! `../shared/reference/xroad.md` §9.3 and §12.4, byte for byte, on loopback addresses standing in for pod IPs);
+//! X-Road's PR-OPMON, UG-SS and the Sidecar user guide, byte for byte, on loopback addresses standing in for pod IPs);
 //! kubelet liveness-probe failures from a real Prometheus; and the served Object metric through the real
 //! `kubectl`.
 

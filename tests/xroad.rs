@@ -1,5 +1,5 @@
 //! X-Road message throughput end to end. The op-monitor side is a faithful fake of the Security Server client
-//! proxy (`tests/support/opmonitor.rs`, built from `../shared/reference/xroad.md` §5 and §12, since no X-Road
+//! proxy (`tests/support/opmonitor.rs`, built from X-Road's PR-OPMON, UG-SS and the Sidecar user guide, since no X-Road
 //! can run here); everything after it is real: the collector, its `/metrics` exposition, Prometheus, the
 //! adapter's API and `kubectl`.
 
@@ -658,7 +658,7 @@ async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() 
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
 
-/// Window gauges as a JMX exporter on the op-monitor daemon publishes them (`../shared/reference/xroad.md` §7),
+/// Window gauges as a JMX exporter on the op-monitor daemon publishes them (X-Road's PR-OPMON, UG-SS and the Sidecar user guide),
 /// constant for the last hour: A 120 successful and 6 unsuccessful, B 30 successful, in 60-second windows.
 fn jmx_gauges() -> String {
     let now = std::time::SystemTime::now()

@@ -1,5 +1,5 @@
-//! Golden wire documents; the fixtures under `tests/fixtures/` are the shapes of
-//! `../shared/reference/kubernetes-contract.md` §3–§5.
+//! Golden wire documents; the fixtures under `tests/fixtures/` are the shapes kube-apiserver and
+//! the Go types of `k8s.io/metrics` produce.
 
 use super::*;
 

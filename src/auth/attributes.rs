@@ -1,5 +1,5 @@
 //! The authorization attributes of a request, parsed as kube-apiserver's RequestInfo parses them
-//! (`../shared/reference/kubernetes-contract.md` §9.1), and the `Forbidden` message built from them. Pure.
+//! (k8s.io/apiserver's delegated authorization), and the `Forbidden` message built from them. Pure.
 
 use axum::http::Method;
 use percent_encoding::percent_decode_str;

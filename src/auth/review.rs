@@ -1,6 +1,6 @@
 //! The two questions the adapter asks the kube-apiserver: TokenReview (who holds this bearer token?) and
 //! SubjectAccessReview (may this user do this?), each behind a short-lived cache
-//! (`../shared/reference/kubernetes-contract.md` §8.3, §9.2–§9.3).
+//! (k8s.io/apiserver's delegated authentication and the authenticating-proxy docs).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

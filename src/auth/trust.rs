@@ -1,7 +1,7 @@
 //! Which client certificates and front-proxy headers the adapter trusts: the
 //! `kube-system/extension-apiserver-authentication` ConfigMap with the flag overrides applied, certificate
 //! chain verification against its two CA bundles, and the requestheader rule
-//! (`../shared/reference/kubernetes-contract.md` §8.1–§8.2). Pure: the caller supplies the texts.
+//! (k8s.io/apiserver's delegated authentication and the authenticating-proxy docs). Pure: the caller supplies the texts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use super::UserInfo;
 
-/// The ConfigMap's keys (§8.1).
+/// The ConfigMap's keys.
 pub mod keys {
     /// CA bundle of plain client-certificate users.
     pub const CLIENT_CA: &str = "client-ca-file";
@@ -222,7 +222,7 @@ impl Trust {
         CertificateIdentity { front_proxy, user }
     }
 
-    /// The user the front-proxy headers name (§8.2 step 1), or `None` when no username header is set. Call
+    /// The user the front-proxy headers name, or `None` when no username header is set. Call
     /// only for a connection whose certificate `identify` found to be the front proxy's.
     pub fn header_user(&self, headers: &HeaderMap) -> Option<UserInfo> {
         let rh = self.requestheader.as_ref()?;

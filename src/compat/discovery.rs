@@ -1,6 +1,6 @@
 //! What a relist of Prometheus Adapter rules serves: from the series each distinct `seriesQuery` found (their
 //! names and label names only), the registry of `<resource>/<metric>` and external metric names
-//! (`../shared/reference/prometheus-adapter-compat.md` §3). Pure: the caller fetches the series.
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). Pure: the caller fetches the series.
 
 use std::collections::{BTreeMap, BTreeSet};
 

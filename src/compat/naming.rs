@@ -1,6 +1,6 @@
 //! Which series a Prometheus Adapter rule keeps and what it calls them: `seriesFilters` (`is`/`isNot`) and
 //! `name` (`matches`/`as`), with the adapter's regex and default rules
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.1–§2.2). Pure.
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). Pure.
 
 use regex::Regex;
 
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_helm_chart_defaults_name_container_series_as_the_adapter_does() {
-        // Rules 1-3 of the chart (compat reference §2.7).
+        // Rules 1-3 of the chart.
         let seconds = Naming::new("^container_(.*)_seconds_total$", "").unwrap();
         let total = Naming::new("^container_(.*)_total$", "").unwrap();
         let gauge = Naming::new("^container_(.*)$", "").unwrap();

@@ -1,6 +1,6 @@
 //! `resourceRules`: the queries behind `metrics.k8s.io` (`kubectl top`, HPA CPU and memory) and how their
 //! answers become per-container and per-node usage, as the Prometheus Adapter builds them
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.6). Pure.
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). Pure.
 
 use std::collections::BTreeMap;
 
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use crate::compat::rules::AdapterConfig;
 
-    /// The chart's `rules.resource` example (compat reference §2.6).
+    /// The chart's `rules.resource` example.
     const RESOURCE_RULES: &str = include_str!("../../tests/fixtures/adapter-resource-rules.yaml");
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {

@@ -1,6 +1,6 @@
 //! A Prometheus Adapter rule's `resources`: which series label names which Kubernetes resource, through
 //! `overrides` and the `<<.Group>>`/`<<.Resource>>` template, in both directions
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.3). No I/O: resources are normalised against a
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). No I/O: resources are normalised against a
 //! built-in table of the core kinds, to which a cluster's discovery adds (`learn`) when there is a cluster.
 
 use std::collections::BTreeMap;

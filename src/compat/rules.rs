@@ -1,6 +1,6 @@
 //! A Prometheus Adapter configuration file, as-is: `rules`, `externalRules` and `resourceRules`, or the Helm
-//! chart's values with `rules.default/custom/external/resource` (`../shared/reference/prometheus-adapter-compat.md`
-//! §2, §2.7). Strict like the adapter's `yaml.UnmarshalStrict`: unknown keys are errors with line and column.
+//! chart's values with `rules.default/custom/external/resource` (the Prometheus Adapter's `docs/config.md` and
+//! its Helm chart's `values.yaml`). Strict like the adapter's `yaml.UnmarshalStrict`: unknown keys are errors with line and column.
 //! Pure.
 
 use std::collections::BTreeMap;
@@ -184,7 +184,7 @@ pub struct AdapterConfig {
     pub warnings: Vec<String>,
 }
 
-/// The Helm chart's default rules (`templates/configmap.yaml`, `rules.default: true`), compat reference §2.7.
+/// The Helm chart's default rules (`templates/configmap.yaml`, `rules.default: true`)
 pub const HELM_DEFAULT_RULES: &str = r#"
 - seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'
   seriesFilters: []
@@ -399,7 +399,7 @@ impl AdapterConfig {
     }
 }
 
-/// The mistakes users of the Prometheus Adapter report most (compat reference §6 items 5 and 8).
+/// The mistakes users of the Prometheus Adapter report most.
 fn warnings(raw: &RawConfig, rules: &[Rule]) -> Vec<String> {
     let mut warnings = Vec::new();
     for (index, (raw, rule)) in raw.rules.iter().zip(rules).enumerate() {

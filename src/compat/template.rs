@@ -1,6 +1,6 @@
 //! The Prometheus Adapter's `<<` `>>` Go templates (`metricsQuery`, `resources.template`), rendered as Go's
 //! `text/template` renders them for the subset those templates use
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.3–§2.4). Pure.
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). Pure.
 //!
 //! Supported: text; `<<.Field>>`, `<<.>>`, `<<$var>>`, string literals; `index X "key"` (or an integer
 //! index), `len X`; `if` / `else` / `end`; `range [$i[, $v] :=] X` with `else`; `<<-` and `->>` trimming.

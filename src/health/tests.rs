@@ -1,5 +1,5 @@
-//! Health-check classification with the Security Server's real answers (`../shared/reference/xroad.md` §9.3,
-//! §12.4), debouncing, pod-status signals and their combination.
+//! Health-check classification with the Security Server's real answers (as X-Road's UG-SS and the Sidecar user
+//! guide document them), debouncing, pod-status signals and their combination.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! What every request passes before a handler: the URI size limit, the cap on requests in flight, the
-//! request timeout, and delegated authentication and authorization
-//! (`../shared/reference/kubernetes-contract.md` §6, §8–§9).
+//! request timeout, and delegated authentication and authorization as
+//! `k8s.io/apiserver` does them.
 
 use std::sync::Arc;
 use std::time::Duration;

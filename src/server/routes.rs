@@ -1,5 +1,5 @@
-//! Request paths of the metrics APIs, percent-decoded segment by segment and classified
-//! (`../shared/reference/kubernetes-contract.md` §2.2–§2.4). Pure: no I/O.
+//! Request paths of the metrics APIs, percent-decoded segment by segment and classified as kube-apiserver's
+//! aggregator forwards them. Pure: no I/O.
 
 use percent_encoding::percent_decode_str;
 

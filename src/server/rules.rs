@@ -1,6 +1,6 @@
 //! Metrics served by Prometheus Adapter rules (`--adapter-config`): custom and external requests answered from
 //! the relisted registry with each rule's own query, and `metrics.k8s.io` from `resourceRules`
-//! (`../shared/reference/prometheus-adapter-compat.md` §2.6, §4).
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code).
 //!
 //! Where the rule's query groups by the resource label, the query names no objects: the namespace scopes it
 //! and the objects are picked from the answer, so no `=~"a|b|…"` regex grows with the pod count. Otherwise the

@@ -267,7 +267,7 @@ impl ResolvesServerCert for ServingCert {
 
 /// Asks every client for a certificate, requires none, and accepts any chain whose holder proves it owns
 /// the key: which CA (if any) vouches for it is decided per request against the trust of the moment, as
-/// the Go apiservers do (`../shared/reference/kubernetes-contract.md` §8.1). Probes and token clients
+/// the Go apiservers do (k8s.io/apiserver's delegated authentication and the authenticating-proxy docs). Probes and token clients
 /// present no certificate.
 #[derive(Debug)]
 struct RequestClientCertificate(Arc<CryptoProvider>);

@@ -1,6 +1,6 @@
 //! `/api/v1/series` read for discovery: each series' name and label names, folded per name while the JSON is
-//! parsed, so label values (most of the payload) are never kept (`../shared/reference/prometheus-adapter-compat.md`
-//! §3, §6 item 1).
+//! parsed, so label values (most of the payload) are never kept (the Prometheus HTTP API's `/api/v1/series`;
+//! the Prometheus Adapter keeps them all, one of its memory complaints).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,6 +1,6 @@
 //! The op-monitor collector: polls `getSecurityServerOperationalData` through the Security Server's client
 //! proxy with a cursor, attributes each record to a pod, and counts it in the series Prometheus scrapes from
-//! the adapter's `/metrics` (`../shared/reference/xroad.md` §5.2, §11.1).
+//! the adapter's `/metrics` (X-Road's PR-OPMON, UG-SS and the Sidecar user guide).
 //!
 //! Exactly-once: a page is counted only when it parsed completely, and the cursor moves only past counted
 //! pages; the first poll starts at the present, so a restarted collector never counts old records again.
@@ -33,7 +33,7 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 const FIELD_SET_RETRY: Duration = Duration::from_secs(3600);
 /// Closed IP leases are kept this long: availability offset + poll lag + the longest rate window.
 const LEASE_RETENTION: Duration = Duration::from_secs(15 * 60);
-/// Meta-services whose calls are the monitoring itself, not traffic (§4.1).
+/// Meta-services whose calls are the monitoring itself, not traffic.
 const META_SERVICES: &[&str] = &[
     "getSecurityServerOperationalData",
     "getSecurityServerHealthData",

@@ -1,4 +1,4 @@
-//! The op-monitor wire format (`../shared/reference/xroad.md` §4–§5): the `getSecurityServerOperationalData`
+//! The op-monitor wire format (X-Road's PR-OPMON, UG-SS and the Sidecar user guide): the `getSecurityServerOperationalData`
 //! SOAP request, and its answer: a `multipart/related` body with a SOAP part and a gzipped JSON attachment,
 //! or a SOAP Fault with HTTP 200. Pure: bytes in, typed values out.
 
@@ -93,7 +93,7 @@ fn id_elements(id: &XRoadId) -> String {
 }
 
 /// The SOAP request for records with `monitoringDataTs` in `[from, to]` (Unix seconds, inclusive), sent as the
-/// owner member `client` to the security server `server` (§4.3–§4.5).
+/// owner member `client` to the security server `server`.
 pub fn operational_data_request(
     client: &XRoadId,
     server: &XRoadId,
@@ -138,7 +138,7 @@ pub fn operational_data_request(
 }
 
 /// One operational data record, with every field optional (null fields are omitted on the wire) and the
-/// X-Road 6.x names accepted beside the 7.x ones (§5.5).
+/// X-Road 6.x names accepted beside the 7.x ones.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Record {
@@ -216,7 +216,7 @@ pub enum ResponseError {
     Json(String),
 }
 
-/// How a fault should be handled (§5.4).
+/// How a fault should be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// "Records not available from … yet": no new data, not an outage.
@@ -253,7 +253,7 @@ impl ResponseError {
     }
 }
 
-/// `client.invalid_request` and `Client.InvalidRequest` alike: lower-cased, `_` removed (§5.4).
+/// `client.invalid_request` and `Client.InvalidRequest` alike: lower-cased, `_` removed.
 pub fn normalized_fault_code(code: &str) -> String {
     code.to_ascii_lowercase().replace('_', "")
 }
@@ -288,7 +288,7 @@ impl Part<'_> {
     }
 }
 
-/// Splits a multipart body, tolerating CRLF or bare LF and any header case (§5.3 parser requirements).
+/// Splits a multipart body, tolerating CRLF or bare LF and any header case.
 fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, ResponseError> {
     let delimiter = format!("--{boundary}");
     let mut parts = Vec::new();

@@ -1,4 +1,4 @@
-//! A fake Security Server health-check port (`../shared/reference/xroad.md` §9.3, §12.4): answers every
+//! A fake Security Server health-check port (X-Road's PR-OPMON, UG-SS and the Sidecar user guide): answers every
 //! request like the proxy's Jetty does, byte for byte; the answer can be switched while it runs.
 #![allow(dead_code, unreachable_pub)]
 

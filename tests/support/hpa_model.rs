@@ -1,5 +1,5 @@
 //! A model of the HPA controller loop (autoscaling/v2 without `behavior`), written from
-//! `../shared/reference/kubernetes-contract.md` §10: each sync takes the max of the metrics' proposals,
+//! the HPA controller's replica_calculator.go: each sync takes the max of the metrics' proposals,
 //! keeps the highest recommendation of the downscale stabilization window, and clamps to
 //! `[min, min(max, max(2 × current, 4))]`. The per-metric formulas are the library's `hpa` module.
 #![allow(unreachable_pub)]

@@ -344,6 +344,31 @@ impl TlsAdapter {
 }
 
 impl TlsAdapter {
+    /// A raw TLS connection to this adapter offering `alpn` (`h2`, `http/1.1`), trusting its CA; nothing is
+    /// sent after the handshake.
+    pub async fn connect(
+        &self,
+        alpn: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from_pem_file(&self.ca_file).unwrap())
+            .unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(
+            rustls::crypto::aws_lc_rs::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+    }
+
     /// Runs the real `kubectl get --raw PATH` against this adapter; the output as kubectl left it.
     pub async fn kubectl(&self, dir: &Path, path: &str) -> std::process::Output {
         self.kubectl_with(self.kubeconfig(dir), dir, path).await

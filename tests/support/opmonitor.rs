@@ -1,5 +1,5 @@
 //! A faithful fake of a Security Server client proxy answering `getSecurityServerOperationalData`, from
-//! `../shared/reference/xroad.md` §5 and §12: it checks each request as §12.1 lists (POST, `text/xml`, owner
+//! X-Road's PR-OPMON (the op-monitoring protocol): it checks each request as the protocol demands (POST, `text/xml`, owner
 //! MEMBER client, SERVER header with `serverCode`, protocol 4.0, windows in seconds not yet in the availability
 //! offset) and answers with multipart/related + gzipped JSON, SOAP faults with HTTP 200, or transport failures.
 #![allow(dead_code, unreachable_pub)]
@@ -154,7 +154,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// The multipart body of §5.3.
+/// The multipart body of a PR-OPMON answer: the SOAP part, then the gzipped JSON records.
 pub fn multipart_page(
     records: &[serde_json::Value],
     count: usize,
@@ -260,7 +260,7 @@ impl FakeOpMonitor {
         self.script.lock().unwrap().requests.clone()
     }
 
-    /// Requests that broke a §12.1 rule.
+    /// Requests that broke a protocol rule.
     pub fn problems(&self) -> Vec<String> {
         self.script.lock().unwrap().problems.clone()
     }
@@ -422,7 +422,7 @@ pub fn config(url: &str) -> OpMonitorConfig {
         .unwrap()
 }
 
-/// One operational-monitoring record (§5.4) at `second`.
+/// One operational-monitoring record at `second`.
 pub fn record(second: i64, ip: &str, role: &str, succeeded: bool, service: &str) -> Value {
     json!({
         "monitoringDataTs": second, "securityServerInternalIp": ip, "securityServerType": role,

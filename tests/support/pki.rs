@@ -1,5 +1,5 @@
 //! A throw-away PKI made with rcgen: the requestheader (front-proxy) CA, the client CA and the serving CA of
-//! `../shared/reference/kubernetes-contract.md` §8, and leaf certificates signed by them. Shared by the unit
+//! k8s.io/apiserver's delegated authentication and the authenticating-proxy docs, and leaf certificates signed by them. Shared by the unit
 //! tests of `auth::trust` (through `#[path]`) and the integration tests.
 
 use rcgen::{

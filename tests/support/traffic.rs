@@ -78,7 +78,7 @@ pub const TX_PACKETS: &str = "container_network_transmit_packets_total";
 pub const RX_BYTES: &str = "container_network_receive_bytes_total";
 pub const TX_BYTES: &str = "container_network_transmit_bytes_total";
 
-/// The named data set: every layout and pitfall of `../shared/reference/kubernetes-contract.md` §12.1.
+/// The named data set: every layout and pitfall of cAdvisor's container network metrics
 ///
 /// | pod | layout | receive packets/s |
 /// |---|---|---|

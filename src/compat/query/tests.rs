@@ -9,7 +9,7 @@ fn external_rule(yaml: &str) -> Rule {
     AdapterConfig::parse(yaml).unwrap().external_rules.remove(0)
 }
 
-/// The Sidecar guide's rule (compat reference §2.7).
+/// The Sidecar guide's rule.
 fn sidecar_rule() -> Rule {
     rule(
         r#"

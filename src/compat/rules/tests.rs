@@ -1,7 +1,7 @@
 use super::*;
 use crate::compat::naming::metric_name;
 
-/// The X-Road Sidecar guide's rule (v1.1–1.4, §9), as operators run it today (compat reference §2.7).
+/// The X-Road Sidecar guide's rule (v1.1–1.4), as operators run it today.
 const SIDECAR_GUIDE_RULE: &str = r#"
 rules:
 - seriesQuery: 'container_network_receive_packets_total{namespace="sidecar"}'

@@ -1,7 +1,7 @@
 use super::*;
 
 /// The fields of a custom-metrics request for pods `a` and `b` in `sidecar`, as the Prometheus Adapter
-/// fills them (compat reference §2.4).
+/// fills them.
 fn pods_request() -> Data {
     Data::from([
         (

@@ -1,4 +1,4 @@
-//! The op-monitor answers of `../shared/reference/xroad.md` §12.2 (OPM-01 … OPM-14), built byte by byte.
+//! The op-monitor answers of X-Road's PR-OPMON, UG-SS and the Sidecar user guide (OPM-01 … OPM-14), built byte by byte.
 
 use std::io::Write;
 
