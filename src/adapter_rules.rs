@@ -3,6 +3,7 @@
 //! are pure (`compat`); this module does the fetching and the swapping.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,12 +11,21 @@ use crate::compat::discovery::{Registry, series_queries};
 use crate::compat::resources::{DiscoveredResource, learn};
 use crate::compat::rules::AdapterConfig;
 use crate::source::{MetricSource, SourceError};
+use crate::telemetry::{Metrics, ReasonLabels};
+
+/// A configuration and the registry built from it: swapped together, so a request never reads a rule by
+/// the position another configuration's registry gave it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Arc<AdapterConfig>,
+    /// The metrics its rules found at the last relist.
+    pub registry: Arc<Registry>,
+}
 
 /// The rules, their current registry, and where series come from.
 pub struct AdapterRules {
-    /// The configuration as loaded.
-    pub config: AdapterConfig,
-    registry: RwLock<Arc<Registry>>,
+    current: RwLock<Arc<Loaded>>,
     source: Arc<dyn MetricSource>,
     max_age: Duration,
     /// The cluster whose resources name series labels (custom resources included); none without a cluster.
@@ -53,26 +63,61 @@ impl AdapterRules {
         cluster: Option<kube::Client>,
     ) -> Self {
         Self {
-            config,
-            registry: RwLock::new(Arc::new(Registry::default())),
+            current: RwLock::new(Arc::new(Loaded {
+                config: Arc::new(config),
+                registry: Arc::default(),
+            })),
             source,
             max_age,
             cluster,
         }
     }
 
-    /// The registry of the last successful relist.
-    pub fn registry(&self) -> Arc<Registry> {
-        self.registry
+    /// The configuration and registry in force; read once per request.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The registry of the last successful relist.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.current().registry.clone()
     }
 
     /// Asks for every distinct `seriesQuery` at once (with `start` and `end`) and swaps in the new registry.
     /// If any request fails the previous registry stays, as with the Prometheus Adapter. Returns the number of
     /// entries now served.
     pub async fn relist(&self) -> Result<usize, SourceError> {
+        let config = self.current().config.clone();
+        let registry = self.registry_for(&config).await?;
+        let entries = registry.len();
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // A reload while this relist ran wins: its registry belongs to its configuration.
+        if Arc::ptr_eq(&current.config, &config) {
+            *current = Arc::new(Loaded {
+                config,
+                registry: Arc::new(registry),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Swaps in `config` with a registry listed for it, or keeps the configuration in force if the listing
+    /// fails. Returns the number of entries now served.
+    pub async fn reload(&self, config: AdapterConfig) -> Result<usize, SourceError> {
+        let config = Arc::new(config);
+        let registry = self.registry_for(&config).await?;
+        let entries = registry.len();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Loaded {
+            config,
+            registry: Arc::new(registry),
+        });
+        Ok(entries)
+    }
+
+    async fn registry_for(&self, config: &AdapterConfig) -> Result<Registry, SourceError> {
         // Resources installed since the last relist (a new CRD) resolve from now on.
         if let Some(client) = &self.cluster
             && let Err(error) = learn_cluster_resources(client).await
@@ -81,7 +126,7 @@ impl AdapterRules {
         }
         let end = crate::unix_now();
         let start = end - self.max_age.as_secs() as i64;
-        let queries: Vec<String> = series_queries(&self.config).into_iter().collect();
+        let queries: Vec<String> = series_queries(config).into_iter().collect();
         let answers = futures::future::join_all(
             queries
                 .iter()
@@ -92,13 +137,78 @@ impl AdapterRules {
         for (query, answer) in queries.into_iter().zip(answers) {
             found.insert(query, answer?);
         }
-        let (registry, collisions) = Registry::build(&self.config, &found);
+        let (registry, collisions) = Registry::build(config, &found);
         for collision in collisions {
             tracing::warn!(%collision, "two series give one metric name; the later wins");
         }
-        let entries = registry.len();
-        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
-        Ok(entries)
+        Ok(registry)
+    }
+
+    /// Re-reads `path` whenever its content changes (checked every `every`, as a mounted ConfigMap is
+    /// updated in place) and on SIGHUP. A configuration that parses and whose series list is swapped in at once;
+    /// anything else is logged and counted while the rules in force keep serving.
+    pub fn spawn_reloader(self: &Arc<Self>, path: PathBuf, every: Duration, metrics: Arc<Metrics>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut hangups = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP; the rules reload on file changes only");
+                    None
+                }
+            };
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seen = crate::files::read_text(&path, crate::files::CONFIG_LIMIT).ok();
+            loop {
+                let hangup = tokio::select! {
+                    _ = interval.tick() => false,
+                    Some(()) = async { hangups.as_mut()?.recv().await } => true,
+                };
+                let text = match crate::files::read_text(&path, crate::files::CONFIG_LIMIT) {
+                    Ok(text) => text,
+                    Err(error) => {
+                        // A ConfigMap update swaps a symlink; a read in between can miss the file.
+                        tracing::debug!(%error, file = %path.display(), "cannot read the rules file now");
+                        continue;
+                    }
+                };
+                if !hangup && seen.as_ref() == Some(&text) {
+                    continue;
+                }
+                seen = Some(text.clone());
+                let outcome = this.reload_text(&path, &text).await;
+                metrics
+                    .config_reloads
+                    .get_or_create(&ReasonLabels { reason: outcome })
+                    .inc();
+            }
+        });
+    }
+
+    async fn reload_text(&self, path: &std::path::Path, text: &str) -> &'static str {
+        let config = match AdapterConfig::parse(text) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "the new Prometheus Adapter rules are invalid; keeping the rules in force");
+                return "invalid";
+            }
+        };
+        for warning in &config.warnings {
+            tracing::warn!(file = %path.display(), "{warning}");
+        }
+        match self.reload(config).await {
+            Ok(entries) => {
+                tracing::info!(file = %path.display(), entries, "Prometheus Adapter rules reloaded");
+                "applied"
+            }
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "cannot list the new rules' series; keeping the rules in force");
+                "unlisted"
+            }
+        }
     }
 
     /// Relists every `every`, for as long as the process runs.

@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// connections serve health probes and clients presenting a certificate; others are closed.
     #[arg(long, default_value_t = 0)]
     pub max_connections: usize,
+    /// How often `--adapter-config` is checked for changes (it is also re-read on SIGHUP).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub config_reload_interval: Duration,
     /// A connection without a request for this long is closed (HTTP/2: GOAWAY), as kube-apiserver does.
     #[arg(long, default_value = "90s", value_parser = parse_duration)]
     pub idle_connection_timeout: Duration,
@@ -390,7 +393,7 @@ fn watch_plan(
     Ok(WatchPlan {
         pods: watched.clone(),
         deployments,
-        nodes: rules.is_some_and(|r| r.config.resource_rules.is_some()),
+        nodes: rules.is_some_and(|r| r.current().config.resource_rules.is_some()),
     })
 }
 
@@ -590,6 +593,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (state, inputs) = build_state(&args.source, &config, guard).await?;
     if let Some(rules) = &state.rules {
         rules.spawn_relister(args.source.metrics_relist_interval);
+        if let Some(path) = &args.source.adapter_config {
+            rules.spawn_reloader(
+                path.clone(),
+                args.config_reload_interval,
+                state.metrics.clone(),
+            );
+        }
     }
     if let Some(opmonitor) = &config.opmonitor {
         let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)

@@ -213,7 +213,7 @@ fn serves_resource_metrics(state: &AppState) -> bool {
     state
         .rules
         .as_ref()
-        .is_some_and(|r| r.config.resource_rules.is_some())
+        .is_some_and(|r| r.current().config.resource_rules.is_some())
 }
 
 /// The custom metrics the Prometheus Adapter rules found at the last relist.

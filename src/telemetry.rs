@@ -98,6 +98,8 @@ pub struct Metrics {
     pub cache_lookups: Family<ReasonLabels, Counter>,
     /// Answers dropped to keep the cache under its memory cap.
     pub cache_evictions: Counter,
+    /// Reloads of `--adapter-config` by outcome.
+    pub config_reloads: Family<ReasonLabels, Counter>,
     /// Unix time of the last successful backend query: how stale served values can be.
     pub backend_last_success: Gauge,
     /// The replica count each scale-on-failure policy asks for.
@@ -124,6 +126,7 @@ impl Default for Metrics {
         let backend_errors = Family::<ReasonLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
         let cache_evictions = Counter::default();
+        let config_reloads = Family::<ReasonLabels, Counter>::default();
         let backend_last_success = Gauge::default();
         {
             let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
@@ -152,6 +155,12 @@ impl Default for Metrics {
                 "Query-cache lookups: hit, miss, revalidate (served past the refresh interval while it is refreshed), \
                  or stale (last good value served while the backend fails)",
                 cache_lookups.clone(),
+            );
+            own.register(
+                "config_reloads",
+                "Reloads of --adapter-config: applied; invalid or unlisted (the file does not parse, or its rules' \
+                 series cannot be listed), both leaving the previous rules serving",
+                config_reloads.clone(),
             );
             own.register(
                 "cache_evictions",
@@ -190,6 +199,7 @@ impl Default for Metrics {
             backend_errors,
             cache_lookups,
             cache_evictions,
+            config_reloads,
             backend_last_success,
             scale_on_failure_replicas,
             unhealthy_pods,

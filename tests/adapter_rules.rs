@@ -533,3 +533,112 @@ async fn kubectl_get_raw_reads_a_rule_served_metric() {
         .await;
     assert_eq!(values(&list), pairs(&SECONDARIES_LEGACY_PER_MINUTE));
 }
+
+/// The Sidecar guide's rule alone, in the adapter's config.yaml layout.
+const RECEIVE_ONLY: &str = r#"
+rules:
+- seriesQuery: 'container_network_receive_packets_total{namespace="sidecar"}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total", as: "${1}_per_minute"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edited_rules_are_reloaded_without_a_failed_request_and_broken_ones_are_refused() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use support::served::ServedAdapter;
+
+    let prometheus = Prometheus::start(&sidecar_traffic()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("config.yaml");
+    std::fs::write(&rules, RECEIVE_ONLY).unwrap();
+    let adapter = Arc::new(
+        ServedAdapter::start(&[
+            "--prometheus-url",
+            &prometheus.url,
+            "--inventory",
+            INVENTORY,
+            "--adapter-config",
+            rules.to_str().unwrap(),
+            "--config-reload-interval",
+            "1s",
+        ])
+        .await,
+    );
+    adapter.wait_ready(std::time::Duration::from_secs(20)).await;
+    let served = |adapter: Arc<ServedAdapter>| async move {
+        let (_, text) = adapter.get(V2).await.unwrap();
+        discovered(&serde_json::from_str(&text).unwrap())
+    };
+    let receive = "pods/container_network_receive_packets_per_minute".to_owned();
+    let transmit = "pods/container_network_transmit_packets_per_minute".to_owned();
+    assert!(served(adapter.clone()).await.contains(&receive));
+
+    // The HPA's request, asked without pause for the whole test: none may fail during a reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hpa = tokio::spawn({
+        let (adapter, stop) = (adapter.clone(), stop.clone());
+        async move {
+            let path = format!(
+                "{V2}/namespaces/sidecar/pods/%2A/container_network_receive_packets_per_minute"
+            );
+            let mut codes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                codes.push(adapter.get(&path).await.map_or(0, |(code, _)| code));
+            }
+            codes
+        }
+    });
+
+    // An edit, picked up by the file check.
+    std::fs::write(&rules, RECEIVE_ONLY.replace("receive", "{receive,transmit}").replace(
+        "container_network_{receive,transmit}_packets_total{namespace=\"sidecar\"}",
+        "{__name__=~\"container_network_(receive|transmit)_packets_total\",namespace=\"sidecar\"}",
+    ))
+    .unwrap();
+    eventually(
+        "the edited rules are served",
+        std::time::Duration::from_secs(15),
+        || {
+            let adapter = adapter.clone();
+            let transmit = transmit.clone();
+            async move { served(adapter).await.contains(&transmit) }
+        },
+    )
+    .await;
+
+    // A broken file, signalled: refused, and the rules in force keep serving.
+    std::fs::write(&rules, "rules:\n- seriesQuery: [\n").unwrap();
+    adapter.hang_up();
+    eventually(
+        "the broken rules are counted",
+        std::time::Duration::from_secs(15),
+        || {
+            let adapter = adapter.clone();
+            async move {
+                adapter.get("/metrics").await.is_some_and(|(_, text)| {
+                    text.contains(
+                        "xroad_metrics_adapter_config_reloads_total{reason=\"invalid\"} 1",
+                    )
+                })
+            }
+        },
+    )
+    .await;
+    let now_served = served(adapter.clone()).await;
+    assert!(
+        now_served.contains(&receive) && now_served.contains(&transmit),
+        "{now_served:?}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let codes = hpa.await.unwrap();
+    assert!(codes.len() > 20, "{} requests", codes.len());
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let (_, exposition) = adapter.get("/metrics").await.unwrap();
+    assert!(
+        exposition.contains("xroad_metrics_adapter_config_reloads_total{reason=\"applied\"} 1"),
+        "{exposition}"
+    );
+    assert!(adapter.log_text().contains("keeping the rules in force"));
+}

@@ -56,8 +56,9 @@ pub(super) async fn custom(
     query: Option<&str>,
 ) -> Option<Result<serde_json::Value, ApiError>> {
     let resource = parse_group_resource(&request.resource);
-    let source = rules.registry().custom(&resource, &request.metric)?.clone();
-    let rule = &rules.config.rules[source.rule];
+    let loaded = rules.current();
+    let source = loaded.registry.custom(&resource, &request.metric)?.clone();
+    let rule = &loaded.config.rules[source.rule];
     Some(
         async {
             let metric_selector = selector_param(query, "metricLabelSelector")?.unwrap_or_default();
@@ -156,8 +157,9 @@ pub(super) async fn external(
     metric: &str,
     query: Option<&str>,
 ) -> Option<Result<serde_json::Value, ApiError>> {
-    let source = rules.registry().external(metric)?.clone();
-    let rule = &rules.config.external_rules[source.rule];
+    let loaded = rules.current();
+    let source = loaded.registry.external(metric)?.clone();
+    let rule = &loaded.config.external_rules[source.rule];
     Some(
         async {
             let selector = selector_param(query, "labelSelector")?.unwrap_or_default();
@@ -197,7 +199,8 @@ pub(super) async fn resource_metrics(
     route: &Route,
     query: Option<&str>,
 ) -> Result<serde_json::Value, ApiError> {
-    let resource = rules
+    let loaded = rules.current();
+    let resource = loaded
         .config
         .resource_rules
         .as_ref()

@@ -124,6 +124,15 @@ impl ServedAdapter {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Sends SIGHUP, as `kill -HUP` does.
+    pub fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
