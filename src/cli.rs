@@ -254,9 +254,32 @@ pub struct QueryArgs {
     /// The current `spec.replicas` (default: the number of selected pods).
     #[arg(long)]
     pub current_replicas: Option<u32>,
-    /// The HPA tolerance.
-    #[arg(long, default_value_t = hpa::DEFAULT_TOLERANCE)]
+    /// The HPA's tolerances.
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
+}
+
+/// The HPA's tolerances, as the controller's flag and the HPA's `behavior` set them.
+#[derive(Debug, Args)]
+pub struct ToleranceArgs {
+    /// `--horizontal-pod-autoscaler-tolerance`, both directions.
+    #[arg(long, default_value_t = 0.1)]
     pub tolerance: f64,
+    /// `behavior.scaleUp.tolerance` (Kubernetes 1.33+), if the HPA sets it.
+    #[arg(long)]
+    pub scale_up_tolerance: Option<f64>,
+    /// `behavior.scaleDown.tolerance` (Kubernetes 1.33+), if the HPA sets it.
+    #[arg(long)]
+    pub scale_down_tolerance: Option<f64>,
+}
+
+impl ToleranceArgs {
+    fn tolerance(&self) -> hpa::Tolerance {
+        hpa::Tolerance {
+            scale_up: self.scale_up_tolerance.unwrap_or(self.tolerance),
+            scale_down: self.scale_down_tolerance.unwrap_or(self.tolerance),
+        }
+    }
 }
 
 /// `explain` flags.
@@ -268,6 +291,9 @@ pub struct ExplainArgs {
     /// Only this policy.
     #[arg(long)]
     pub policy: Option<String>,
+    /// The HPA's tolerances, for the proposal shown.
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
 }
 
 /// Why a command failed; printed as is.
@@ -732,7 +758,7 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
         "{} in namespace {} for pods matching {selector}:",
         args.metric, args.namespace
     );
-    let mut values = Vec::new();
+    let mut by_pod = std::collections::HashMap::new();
     for item in &items {
         let name = item["describedObject"]["name"].as_str().unwrap_or_default();
         let value = item["value"].as_str().unwrap_or_default();
@@ -740,18 +766,25 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
             .parse()
             .map_err(|e| message(format!("{value}: {e}")))?;
         println!("  {name:<52} {value:>12}  ({})", parsed.as_f64());
-        values.push(parsed.millis());
+        by_pod.insert(name.to_owned(), parsed.millis());
     }
-    let selected = state
-        .inventory
-        .select(
-            &args.namespace,
-            &args
-                .selector
-                .parse()
-                .map_err(|e| message(format!("--selector: {e}")))?,
-        )
-        .len();
+    let selected = state.inventory.select(
+        &args.namespace,
+        &args
+            .selector
+            .parse()
+            .map_err(|e| message(format!("--selector: {e}")))?,
+    );
+    // As the controller groups them: Pending pods aside whatever they report, running pods with or without
+    // a value.
+    let pending = selected.iter().filter(|p| p.phase == "Pending").count();
+    let values: Vec<i64> = selected
+        .iter()
+        .filter(|p| p.phase != "Pending")
+        .filter_map(|p| by_pod.get(&p.name).copied())
+        .collect();
+    let missing = selected.len() - pending - values.len();
+    let selected = selected.len();
     if items.is_empty() {
         println!(
             "  (no values: the HPA would report \"no metrics returned from custom metrics API\")"
@@ -759,16 +792,26 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
     }
     if let Some(target) = target {
         let current = args.current_replicas.unwrap_or(selected as u32);
-        let missing = selected.saturating_sub(values.len());
-        match hpa::pods_average_value(&values, missing, target.millis(), current, args.tolerance) {
+        let tolerance = args.tolerance.tolerance();
+        match hpa::pods_average_value(
+            &values,
+            missing,
+            pending,
+            target.millis(),
+            current,
+            tolerance,
+        ) {
             Some(r) => println!(
                 "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
-                 (currently {current}; {})",
+                 (currently {current}; {}; {missing} running without a value, {pending} Pending; tolerance \
+                 -{} +{})",
                 Quantity::from_millis(r.average_millis),
                 values.len(),
                 r.ratio,
                 r.desired,
-                r.reason
+                r.reason,
+                tolerance.scale_down,
+                tolerance.scale_up,
             ),
             None => println!(
                 "HPA with a Pods target averageValue {target}: no values, so it keeps {current} replicas"
@@ -830,14 +873,16 @@ pub async fn explain(args: ExplainArgs) -> Result<(), CliError> {
         );
         println!("  replicas: {}", decision.explanation);
         let running = decision.pods.len() as u32;
+        let tolerance = args.tolerance.tolerance();
         let hpa = hpa::object_average_value(
             i64::from(decision.replicas) * 1000,
             1000,
             running,
-            hpa::DEFAULT_TOLERANCE,
+            tolerance,
         );
         println!(
-            "  an HPA Object metric (AverageValue 1) with {running} replicas running proposes {hpa} (default tolerance 0.1)"
+            "  an HPA Object metric (AverageValue 1) with {running} replicas running proposes {hpa} (tolerance -{} +{})",
+            tolerance.scale_down, tolerance.scale_up
         );
     }
     Ok(())

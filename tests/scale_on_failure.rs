@@ -35,7 +35,7 @@ struct Cluster {
     tracker: PolicyTracker,
     /// State of pod i at time t.
     state_of: Box<dyn Fn(usize, i64) -> PodState>,
-    tolerance: f64,
+    tolerance: hpa::Tolerance,
 }
 
 impl Cluster {
@@ -77,6 +77,7 @@ impl Cluster {
         let pods = hpa::pods_average_value(
             &values,
             missing,
+            0,
             TARGET_PER_POD,
             self.hpa.replicas,
             self.tolerance,
@@ -211,7 +212,7 @@ fn one_failure_in_ten_is_inside_the_default_tolerance_and_tolerance_zero_fixes_i
         "11/10 = 1.1 is within the inclusive 10 % band"
     );
     let mut strict = Cluster::new(one_failing);
-    strict.tolerance = 0.0;
+    strict.tolerance = hpa::Tolerance::both(0.0);
     assert_eq!(
         at(&strict.run(300, true), 300),
         11,
