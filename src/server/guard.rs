@@ -137,21 +137,20 @@ async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Respo
         }
         Access::Delegated(delegated) => Some(delegated),
     };
-    if let Some(delegated) = delegated
-        && delegated.is_always_allowed(&path)
-    {
+    let always_allowed = delegated.is_some_and(|d| d.is_always_allowed(&path));
+    let user = match delegated {
         // Served to anyone; details only to a caller who proves they may read them. Only a caller who sends
         // credentials costs a review, so anonymous probes stay free.
-        if has_credentials(&request)
-            && authenticated_and_allowed(delegated, &mut request)
-                .await
-                .is_ok()
-        {
-            request.extensions_mut().insert(HealthDetails);
+        Some(delegated) if always_allowed => {
+            if has_credentials(&request)
+                && authenticated_and_allowed(delegated, &mut request)
+                    .await
+                    .is_ok()
+            {
+                request.extensions_mut().insert(HealthDetails);
+            }
+            None
         }
-        return next.run(request).await;
-    }
-    let user = match delegated {
         Some(delegated) => {
             let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
             match delegated
