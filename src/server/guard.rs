@@ -151,16 +151,10 @@ async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Respo
             }
             None
         }
-        Some(delegated) => {
-            let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
-            match delegated
-                .authenticate(peer.as_deref(), request.headers_mut())
-                .await
-            {
-                Ok(user) => Some((delegated, user)),
-                Err(error) => return ApiError::from(error).into_response(),
-            }
-        }
+        Some(delegated) => match authenticate(delegated, &mut request).await {
+            Ok(user) => Some((delegated, user)),
+            Err(error) => return ApiError::from(error).into_response(),
+        },
         None => None,
     };
     // Health probes bypass the cap: a busy adapter must not be restarted for being busy.
@@ -172,29 +166,40 @@ async fn admit_and_run(guard: &Guard, mut request: Request, next: Next) -> Respo
             Err(_) => return ApiError::TooManyRequests.into_response(),
         }
     };
-    if let Some((delegated, user)) = user {
-        let attributes = Attributes::of(request.method(), &path, request.uri().query());
-        if let Err(error) = delegated.authorize(&user, &attributes).await {
-            return ApiError::from(error).into_response();
-        }
+    if let Some((delegated, user)) = user
+        && let Err(error) = delegated.authorize(&user, &attributes(&request)).await
+    {
+        return ApiError::from(error).into_response();
     }
     next.run(request).await
+}
+
+/// Who sent `request`, by its connection's certificate, its front-proxy headers or its bearer token.
+async fn authenticate(
+    delegated: &crate::auth::Delegated,
+    request: &mut Request,
+) -> Result<crate::auth::UserInfo, crate::auth::AuthError> {
+    let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
+    delegated
+        .authenticate(peer.as_deref(), request.headers_mut())
+        .await
+}
+
+/// What `request` asks to do, for the SubjectAccessReview.
+fn attributes(request: &Request) -> Attributes {
+    Attributes::of(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    )
 }
 
 async fn authenticated_and_allowed(
     delegated: &crate::auth::Delegated,
     request: &mut Request,
 ) -> Result<(), crate::auth::AuthError> {
-    let peer = request.extensions().get::<Arc<PeerCertificates>>().cloned();
-    let user = delegated
-        .authenticate(peer.as_deref(), request.headers_mut())
-        .await?;
-    let attributes = Attributes::of(
-        request.method(),
-        request.uri().path(),
-        request.uri().query(),
-    );
-    delegated.authorize(&user, &attributes).await
+    let user = authenticate(delegated, request).await?;
+    delegated.authorize(&user, &attributes(request)).await
 }
 
 #[cfg(test)]
