@@ -15,68 +15,21 @@
 //!
 //! Run with `cargo bench --bench metrics_api` (needs Debian's `prometheus`; `scripts/install-deps.sh`).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::LocalBoxFuture;
 
+use common::{Request, measure_interleaved, report};
 use support::*;
 use xroad_metrics_adapter::catalog::{Catalog, Scope};
 use xroad_metrics_adapter::server::guard::Guard;
 
 const WARMUP: usize = 50;
 const ROUNDS: usize = 1000;
-
-struct Stats {
-    median: Duration,
-    p99: Duration,
-}
-
-/// One kind of request, run once per round.
-type Request<'a> = Box<dyn FnMut() -> LocalBoxFuture<'a, ()> + 'a>;
-
-/// Runs every request once per round, in rotating order, so that machine noise (other processes, frequency changes)
-/// falls on all of them alike and the ratios stay meaningful.
-async fn measure_interleaved(requests: &mut [(&str, Request<'_>)]) -> Vec<Stats> {
-    for _ in 0..WARMUP {
-        for (_, request) in requests.iter_mut() {
-            request().await;
-        }
-    }
-    let n = requests.len();
-    let mut samples = vec![Vec::with_capacity(ROUNDS); n];
-    for round in 0..ROUNDS {
-        // Each round starts with a different kind, so no kind always follows the same neighbour.
-        for k in 0..n {
-            let i = (round + k) % n;
-            let started = Instant::now();
-            (requests[i].1)().await;
-            samples[i].push(started.elapsed());
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort();
-            Stats {
-                median: s[ROUNDS / 2],
-                p99: s[ROUNDS * 99 / 100],
-            }
-        })
-        .collect()
-}
-
-fn report(name: &str, stats: &Stats, baseline: &Stats) {
-    println!(
-        "{name:<28} median {:>9.1} µs  p99 {:>9.1} µs  median ratio to direct {:>6.3}",
-        stats.median.as_secs_f64() * 1e6,
-        stats.p99.as_secs_f64() * 1e6,
-        stats.median.as_secs_f64() / baseline.median.as_secs_f64()
-    );
-}
 
 #[tokio::main]
 async fn main() {
@@ -172,7 +125,7 @@ async fn main() {
             }),
         ),
     ];
-    let stats = measure_interleaved(&mut requests).await;
+    let stats = measure_interleaved(&mut requests, WARMUP, ROUNDS).await;
     println!(
         "{ROUNDS} rounds after {WARMUP} warm-up rounds, each round one request of every kind in rotating order; 3 pods, \
          Prometheus on loopback"

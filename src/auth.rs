@@ -195,9 +195,12 @@ pub struct Delegated {
 
 impl Delegated {
     /// Reads the trust once (failing unless tolerated), then keeps it current from a watch of the ConfigMap
-    /// and a re-read of the override files every minute.
+    /// and a re-read of the override files every minute. `client` reads the ConfigMap and sends TokenReviews,
+    /// `authorization` sends SubjectAccessReviews (the generic apiserver's `--authentication-kubeconfig` and
+    /// `--authorization-kubeconfig`; usually the same).
     pub async fn start(
         client: kube::Client,
+        authorization: kube::Client,
         config: DelegatedConfig,
     ) -> Result<Arc<Self>, StartError> {
         let api: kube::Api<ConfigMap> =
@@ -215,22 +218,24 @@ impl Delegated {
         let trust = Trust::new(&data, &config.overrides.read()?, 1)?;
         let (sender, receiver) = watch::channel(Arc::new(trust));
         tokio::spawn(keep_trust(api, config.overrides.clone(), data, sender));
-        Ok(Arc::new(Self::new(client, &config, receiver)))
+        Ok(Arc::new(Self::new(
+            client,
+            authorization,
+            &config,
+            receiver,
+        )))
     }
 
     fn new(
         client: kube::Client,
+        authorization: kube::Client,
         config: &DelegatedConfig,
         trust: watch::Receiver<Arc<Trust>>,
     ) -> Self {
         Self {
             trust,
-            tokens: TokenReviewer::new(
-                client.clone(),
-                config.audiences.clone(),
-                config.token_timing,
-            ),
-            access: AccessReviewer::new(client, config.access_timing),
+            tokens: TokenReviewer::new(client, config.audiences.clone(), config.token_timing),
+            access: AccessReviewer::new(authorization, config.access_timing),
             always_allow: config.always_allow_paths.clone(),
             metrics: AuthMetrics::default(),
         }

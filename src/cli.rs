@@ -178,9 +178,12 @@ pub struct CertificateArgs {
 /// `kube-system/extension-apiserver-authentication`.
 #[derive(Debug, Args)]
 pub struct AuthArgs {
-    /// The kubeconfig for TokenReview, SubjectAccessReview and the ConfigMap (default: as `--kubeconfig`).
+    /// The kubeconfig for TokenReview and the ConfigMap (default: as `--kubeconfig`).
     #[arg(long)]
     pub authentication_kubeconfig: Option<PathBuf>,
+    /// The kubeconfig for SubjectAccessReview (default: as `--authentication-kubeconfig`).
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
     /// Start even if the authentication ConfigMap cannot be read.
     #[arg(long)]
     pub authentication_tolerate_lookup_failure: bool,
@@ -550,13 +553,16 @@ async fn access(args: &ServeArgs) -> Result<Access, CliError> {
         .authentication_kubeconfig
         .as_deref()
         .or(args.source.kubeconfig.as_deref());
-    let client = kube_client(
-        kubeconfig,
-        "delegated authentication asks the Kubernetes API (TokenReview, SubjectAccessReview): pass \
-         --authentication-kubeconfig FILE, or for a local run without a cluster \
-         --authentication none --bind-address 127.0.0.1",
-    )
-    .await?;
+    let missing = "delegated authentication asks the Kubernetes API (TokenReview, SubjectAccessReview): pass \
+                   --authentication-kubeconfig FILE, or for a local run without a cluster \
+                   --authentication none --bind-address 127.0.0.1";
+    let client = kube_client(kubeconfig, missing).await?;
+    let authorization = match &auth.authorization_kubeconfig {
+        Some(path) if Some(path.as_path()) != kubeconfig => {
+            kube_client(Some(path), missing).await?
+        }
+        _ => client.clone(),
+    };
     let timing = |positive_ttl, negative_ttl| ReviewTiming {
         positive_ttl,
         negative_ttl,
@@ -587,7 +593,7 @@ async fn access(args: &ServeArgs) -> Result<Access, CliError> {
         ),
         tolerate_lookup_failure: auth.authentication_tolerate_lookup_failure,
     };
-    let delegated = Delegated::start(client, config)
+    let delegated = Delegated::start(client, authorization, config)
         .await
         .map_err(|e| message(e.to_string()))?;
     Ok(Access::Delegated(delegated))

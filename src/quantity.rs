@@ -97,32 +97,65 @@ impl fmt::Display for Quantity {
 #[error("{0:?} is not a quantity (use e.g. 10, 1.5, 500m, 2k)")]
 pub struct ParseQuantityError(String);
 
+/// Reads a Kubernetes quantity string to a float, with the grammar of `k8s.io/apimachinery/pkg/api/resource`:
+/// a signed decimal number, then a decimal SI suffix (`n`, `u`, `m`, none, `k`, `M`, `G`, `T`, `P`, `E`), a
+/// binary one (`Ki` to `Ei`) or a decimal exponent (`e3`, `E-2`).
+///
+/// ```
+/// use xroad_metrics_adapter::quantity::parse;
+/// assert_eq!(parse("123400000n").unwrap(), 0.1234);
+/// assert_eq!(parse("1Ki").unwrap(), 1024.0);
+/// assert_eq!(parse("1.5e3").unwrap(), 1500.0);
+/// assert!(parse("1.5 k").is_err());
+/// ```
+pub fn parse(text: &str) -> Result<f64, ParseQuantityError> {
+    let err = || ParseQuantityError(text.to_owned());
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let split = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(split);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return Err(err());
+    }
+    let scale = match suffix {
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let power = &exponent[1..];
+            let digits = power.strip_prefix(['+', '-']).unwrap_or(power);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            10f64.powi(power.parse().map_err(|_| err())?)
+        }
+        _ => return Err(err()),
+    };
+    let value: f64 = number.parse().map_err(|_| err())?;
+    let sign = if text.starts_with('-') { -1.0 } else { 1.0 };
+    Ok(sign * value * scale)
+}
+
 impl std::str::FromStr for Quantity {
     type Err = ParseQuantityError;
 
-    /// Reads decimal numbers with an optional decimal SI suffix (`m`, `k`, `M`, `G`, `T`): the forms HPA
-    /// targets are written in.
+    /// Reads any Kubernetes quantity ([`parse`]), rounded up to milli-units as `MilliValue()` reads it.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = || ParseQuantityError(text.to_owned());
-        let split = text
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len());
-        let (number, suffix) = text.split_at(split);
-        let scale = match suffix {
-            "" => 1.0,
-            "m" => 1e-3,
-            "k" => 1e3,
-            "M" => 1e6,
-            "G" => 1e9,
-            "T" => 1e12,
-            _ => return Err(err()),
-        };
-        let valid = !number.is_empty()
-            && number
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+'));
-        let value: f64 = number.parse().ok().filter(|_| valid).ok_or_else(err)?;
-        Self::from_f64(value * scale).map_err(|_| err())
+        Self::from_f64(parse(text)?).map_err(|_| ParseQuantityError(text.to_owned()))
     }
 }
 
@@ -205,7 +238,16 @@ mod tests {
         assert!("".parse::<Quantity>().is_err());
         assert!("10x".parse::<Quantity>().is_err());
         assert!("ten".parse::<Quantity>().is_err());
-        assert!("1e3".parse::<Quantity>().is_err());
+        assert_eq!(millis("1e3"), 1_000_000);
+        assert_eq!(millis("123400000n"), 124);
+        assert_eq!(millis("1Ki"), 1_024_000);
+        assert_eq!(millis("-1.5"), -1500);
+        assert_eq!(millis(".5"), 500);
+        for bad in [
+            "", ".", "+", "1..2", "1e", "1e+", "1ee3", "1 k", "1KI", "e3", "1k2", "--1",
+        ] {
+            assert!(bad.parse::<Quantity>().is_err(), "{bad:?}");
+        }
         assert_eq!(Quantity::from_millis(16_666).to_string(), "16666m");
     }
 

@@ -375,10 +375,14 @@ async fn an_unreadable_trust_configmap_stops_startup_unless_tolerated() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
 
-    let error = Delegated::start(client.clone(), support::delegated::delegated_config())
-        .await
-        .err()
-        .expect("startup must fail");
+    let error = Delegated::start(
+        client.clone(),
+        client.clone(),
+        support::delegated::delegated_config(),
+    )
+    .await
+    .err()
+    .expect("startup must fail");
     let text = error.to_string();
     assert!(
         text.contains("cannot read the ConfigMap kube-system/extension-apiserver-authentication")
@@ -390,19 +394,26 @@ async fn an_unreadable_trust_configmap_stops_startup_unless_tolerated() {
         tolerate_lookup_failure: true,
         ..support::delegated::delegated_config()
     };
-    assert!(Delegated::start(client, tolerant).await.is_ok());
+    assert!(
+        Delegated::start(client.clone(), client, tolerant)
+            .await
+            .is_ok()
+    );
 }
 
 /// The whole `serve` command with its default, delegated access, asking the fake kube API: flags, ConfigMap,
-/// readiness, and the access check on the real socket.
+/// readiness, and the access check on the real socket; SubjectAccessReviews go to the
+/// `--authorization-kubeconfig` cluster.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
     use support::delegated::{ClusterPki, FakeKube};
     let pki = ClusterPki::new();
     let (kube, _) = FakeKube::with_authentication(pki.configmap()).await;
+    let (authorizer, _) = FakeKube::with_authentication(pki.configmap()).await;
+    let authorizer_dir = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
         .args([
             "serve",
             "--prometheus-url",
@@ -414,9 +425,13 @@ async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
         .arg(dir.path())
         .arg("--authentication-kubeconfig")
         .arg(kube.kubeconfig(dir.path()))
+        .arg("--authorization-kubeconfig")
+        .arg(authorizer.kubeconfig(authorizer_dir.path()))
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _child = support::control_plane::Process(child);
     let ca =
         reqwest::Certificate::from_pem(&wait_for_file(&dir.path().join("ca.crt")).await).unwrap();
     let client = |leaf: Option<&support::pki::Leaf>| {
@@ -457,8 +472,17 @@ async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
         .await
         .unwrap();
     assert_eq!(allowed.status().as_u16(), 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let jane = pki.client_ca.client("jane", &[]);
+    let denied = client(Some(&jane))
+        .get(format!(
+            "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/xroad_messages_per_second"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 403);
+    assert_eq!(authorizer.access_reviews().len(), 1);
+    assert!(kube.access_reviews().is_empty());
 }
 
 async fn wait_for_file(path: &std::path::Path) -> Vec<u8> {

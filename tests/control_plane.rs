@@ -10,13 +10,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
-use support::control_plane::{ControlPlane, Kubelet};
+use support::control_plane::{ControlPlane, Kubelet, Process};
 use support::*;
 
 const NS: &str = "sidecar";
@@ -71,31 +71,6 @@ fn adapter_config() -> String {
     )
 }
 
-/// The adapter process, killed when dropped, so a failing test leaves nothing running.
-struct Adapter(Child);
-
-impl Adapter {
-    /// The adapter as the cluster runs it: delegated authentication, its ServiceAccount's token, TLS for the
-    /// Service's name.
-    fn start(args: &[String]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
@@ -140,6 +115,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
     std::fs::write(dir.join("adapter.yaml"), adapter_config()).unwrap();
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let args: Vec<String> = [
+        "serve",
         "--prometheus-url",
         &prometheus.url,
         "--config",
@@ -159,7 +135,12 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
     ]
     .map(String::from)
     .to_vec();
-    let adapter = Adapter::start(&args);
+    let adapter = Process::start(
+        Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
+        &args,
+        &dir,
+        "xroad-metrics-adapter",
+    );
 
     // The APIServices of apiservice/, with the caBundle cert-manager would inject and the adapter's port, behind
     // an ExternalName Service (see support::control_plane).
@@ -409,7 +390,12 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
             .any(|c| c["type"] == "ScalingActive" && c["status"] == "False"),
         "{down}"
     );
-    let adapter = Adapter::start(&args);
+    let adapter = Process::start(
+        Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
+        &args,
+        &dir,
+        "xroad-metrics-adapter",
+    );
 
     // Back, under the same load and with the pod still failing: the HPA reads the metrics again and keeps 5.
     // The restarted adapter dates the failure from the pod's status; had it waited failFor again, it would

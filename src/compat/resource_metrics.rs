@@ -59,12 +59,16 @@ pub fn pod_query(
     render(&rule.container_query, matchers, values, group_by)
 }
 
-/// The node query, for every node (the answer is filtered by name afterwards).
+/// The node query, for every node (the answer is filtered by name afterwards). `<<.LabelMatchers>>` is never
+/// empty: the Prometheus Adapter always puts the node names there, so rules are written with a comma after it
+/// (the chart's default is `{<<.LabelMatchers>>, id='/'}`), which an empty list would turn into a syntax
+/// error. `node!=""` selects what a list of every node would, and keeps a node label holding `IP:port`
+/// usable.
 pub fn node_query(rule: &ResourceRule) -> Result<String, QueryError> {
     let node_label = label(rule, "nodes")?;
     render(
         &rule.node_query,
-        Vec::new(),
+        vec![format!("{node_label}!=\"\"")],
         BTreeMap::new(),
         vec![node_label],
     )
@@ -187,7 +191,26 @@ mod tests {
         );
         assert_eq!(
             node_query(&rules.memory).unwrap(),
-            "sum(node_memory_MemTotal_bytes{} - node_memory_MemAvailable_bytes{}) by (node)"
+            r#"sum(node_memory_MemTotal_bytes{node!=""} - node_memory_MemAvailable_bytes{node!=""}) by (node)"#
+        );
+    }
+
+    #[test]
+    fn node_queries_never_leave_a_dangling_comma() {
+        // The Prometheus Adapter chart's default nodeQuery.
+        let config = "resourceRules:\n  cpu:\n    containerQuery: 'x{<<.LabelMatchers>>}'\n    \
+            nodeQuery: \"sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[3m])) by (<<.GroupBy>>)\"\n    \
+            resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}\n    \
+            containerLabel: container\n  memory:\n    containerQuery: 'x{<<.LabelMatchers>>}'\n    nodeQuery: 'y{<<.LabelMatchers>>}'\n    \
+            resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}\n    \
+            containerLabel: container\n  window: 3m\n";
+        let rules = AdapterConfig::parse(config)
+            .unwrap()
+            .resource_rules
+            .unwrap();
+        assert_eq!(
+            node_query(&rules.cpu).unwrap(),
+            r#"sum(rate(container_cpu_usage_seconds_total{node!="", id='/'}[3m])) by (node)"#
         );
     }
 

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -27,6 +28,8 @@ pub struct ControlPlane {
     pub ca: Ca,
     pub front_proxy_ca: Ca,
     pub admin: PathBuf,
+    /// Where the built binaries are, the peers' (metrics-server, the Prometheus Adapter) included.
+    pub bin: PathBuf,
     children: Vec<Child>,
 }
 
@@ -132,6 +135,7 @@ impl ControlPlane {
         let mut plane = Self {
             url,
             admin: PathBuf::new(),
+            bin: bin.clone(),
             ca,
             front_proxy_ca,
             children,
@@ -261,12 +265,93 @@ impl ControlPlane {
         self.admin(&["apply", "-f", file.to_str().unwrap()]);
     }
 
+    /// A serving certificate and key for `service` in `namespace`, signed by the cluster CA, written next to
+    /// the control plane's files; their paths.
+    pub fn serving_files(&self, service: &str, namespace: &str) -> (String, String) {
+        let leaf = self
+            .ca
+            .server(&[&format!("{service}.{namespace}.svc"), "localhost"]);
+        let path = |ext: &str| self.dir.path().join(format!("{service}.{ext}"));
+        write(&path("crt"), &leaf.cert_pem);
+        write(&path("key"), &leaf.key_pem);
+        let text = |ext: &str| path(ext).to_str().unwrap().to_owned();
+        (text("crt"), text("key"))
+    }
+
+    /// Routes each `version.group` of `apis` through the aggregator to the server listening on `port`: an
+    /// `ExternalName` Service `service` in `namespace` and APIServices trusting the cluster CA. Waits until
+    /// they are `Available`.
+    pub async fn register_apis(&self, service: &str, namespace: &str, port: u16, apis: &[&str]) {
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca.pem);
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {namespace}}}\n\
+             spec: {{type: ExternalName, externalName: localhost, ports: [{{port: {port}}}]}}\n"
+        ));
+        for api in apis {
+            let (version, group) = api.split_once('.').unwrap();
+            self.apply(&format!(
+                "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: {api}}}\n\
+                 spec: {{group: {group}, version: {version}, groupPriorityMinimum: 100, versionPriority: 100,\n  \
+                 service: {{namespace: {namespace}, name: {service}, port: {port}}}, caBundle: {ca_bundle}}}\n"
+            ));
+        }
+        for api in apis {
+            let mut tries = 0;
+            while !self.available(api) {
+                tries += 1;
+                assert!(
+                    tries < 600,
+                    "{api} not Available through {service} within 60 s; its log:\n{}\n\nkube-apiserver:\n{}",
+                    self.log(service),
+                    self.log("kube-apiserver")
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Whether the APIService `name` is `Available`.
+    pub fn available(&self, name: &str) -> bool {
+        self.admin(&[
+            "get",
+            "apiservice",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
+        ]) == "True"
+    }
+
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.admin).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .unwrap();
         kube::Client::try_from(config).unwrap()
+    }
+}
+
+/// A server process of a test, killed when dropped, so a failing test leaves nothing running.
+pub struct Process(pub Child);
+
+impl Process {
+    /// Starts `program` with `args` in `dir`, its standard error into `dir/<log>.log`.
+    pub fn start(program: &Path, args: &[String], dir: &Path, log: &str) -> Self {
+        let stderr = std::fs::File::create(dir.join(format!("{log}.log"))).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Self(child)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -116,7 +116,9 @@ pub fn delegated_config() -> DelegatedConfig {
 pub async fn delegated_guard() -> (ClusterPki, FakeKube, Guard) {
     let pki = ClusterPki::new();
     let (kube, client) = FakeKube::with_authentication(pki.configmap()).await;
-    let delegated = Delegated::start(client, delegated_config()).await.unwrap();
+    let delegated = Delegated::start(client.clone(), client, delegated_config())
+        .await
+        .unwrap();
     let guard = Guard::new(Access::Delegated(delegated), Limits::default());
     (pki, kube, guard)
 }

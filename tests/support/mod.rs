@@ -25,6 +25,10 @@ pub mod control_plane;
 pub mod delegated;
 #[path = "fake_kube.rs"]
 pub mod fake_kube;
+#[path = "kubelet_metrics.rs"]
+pub mod kubelet_metrics;
+#[path = "peers.rs"]
+pub mod peers;
 #[path = "pki.rs"]
 pub mod pki;
 #[path = "served.rs"]

@@ -1,0 +1,231 @@
+//! The peers the adapter replaces, run side by side with it behind one real aggregator and fed the same data:
+//! metrics-server v0.8.0 scraping the stand-in kubelet's `/metrics/resource`, and the Prometheus Adapter
+//! v0.12.0 serving the same rules from the same Prometheus (both built by `scripts/control-plane.sh build`).
+//!
+//! Only one server can own an API group version, so the Prometheus Adapter gets `custom.metrics.k8s.io`
+//! v1beta1 and we get v1beta2: the same request reaches either by its version. `metrics.k8s.io` starts at
+//! metrics-server, as in a cluster before the switch, and [`SideBySide::switch_resource_metrics`] moves it to
+//! us. Used by `tests/peers.rs` and `benches/side_by_side.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Prometheus;
+use super::control_plane::{ControlPlane, Kubelet, Process};
+use super::kubelet_metrics;
+
+pub const NS: &str = "sidecar";
+pub const DEPLOYMENT: &str = "security-server-sidecar-secondary";
+pub const PODS: usize = 3;
+/// Where the servers' Services live.
+const SERVICES: &str = "kube-system";
+
+/// A Prometheus Adapter configuration both servers read: a packet rate per pod and per namespace, and the
+/// chart's resource rules written for the kubelet's `/metrics/resource` series.
+pub const RULES: &str = r#"rules:
+- seriesQuery: 'container_network_receive_packets_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_rate"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[1m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(node_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(node_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  window: 1m
+"#;
+
+/// The metric the rule above serves.
+pub const RULE_METRIC: &str = "container_network_receive_packets_rate";
+
+pub struct SideBySide {
+    pub plane: ControlPlane,
+    pub kubelet: Arc<Kubelet>,
+    pub prometheus: Prometheus,
+    pub metrics_server: Option<Process>,
+    pub prometheus_adapter: Process,
+    pub adapter: Process,
+    /// Where the Prometheus Adapter listens.
+    pub prometheus_adapter_port: u16,
+    /// Where we listen.
+    pub adapter_port: u16,
+}
+
+impl SideBySide {
+    /// The control plane, a node whose kubelet endpoints serve the Sidecar's pods, Prometheus scraping them,
+    /// and the three servers registered with the aggregator.
+    pub async fn start() -> Self {
+        let plane = ControlPlane::start().await;
+        let dir = plane.dir.path().to_owned();
+        plane.admin(&["create", "namespace", NS]);
+        let kubelet = Kubelet::spawn(plane.client().await, NS);
+        let kubelet_port = kubelet_metrics::serve(kubelet.clone(), NS).await;
+
+        // The node, as its kubelet registers it: its address, its endpoint's port, what it can hold.
+        plane.apply("apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n");
+        let resources = r#"{"cpu": "4", "memory": "8Gi", "pods": "110"}"#;
+        plane.admin(&[
+            "patch",
+            "node",
+            "node-1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status": {{"addresses": [{{"type": "InternalIP", "address": "127.0.0.1"}}],
+                   "daemonEndpoints": {{"kubeletEndpoint": {{"Port": {kubelet_port}}}}},
+                   "capacity": {resources}, "allocatable": {resources}}}}}"#
+            ),
+        ]);
+        plane.apply(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {DEPLOYMENT}, namespace: {NS}}}\n\
+             spec:\n  replicas: {PODS}\n  selector: {{matchLabels: {{run: {DEPLOYMENT}}}}}\n  template:\n    \
+             metadata: {{labels: {{run: {DEPLOYMENT}}}}}\n    \
+             spec: {{containers: [{{name: {}, image: niis/xroad-security-server-sidecar:7.6.2}}]}}\n",
+            kubelet_metrics::CONTAINER
+        ));
+        super::eventually("the pods running", Duration::from_secs(60), || async {
+            kubelet.running.lock().unwrap().len() == PODS
+        })
+        .await;
+
+        // As the usual kubelet scrape configs do: both endpoints, the node's name as a label.
+        let prometheus = Prometheus::start_with_config(&format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n\
+             - job_name: kubelet-resource\n  metrics_path: /metrics/resource\n  \
+               static_configs: [{{targets: ['127.0.0.1:{kubelet_port}'], labels: {{node: node-1}}}}]\n\
+             - job_name: kubelet-cadvisor\n  metrics_path: /metrics/cadvisor\n  \
+               static_configs: [{{targets: ['127.0.0.1:{kubelet_port}'], labels: {{node: node-1}}}}]\n"
+        ))
+        .await;
+        let rules = dir.join("rules.yaml");
+        std::fs::write(&rules, RULES).unwrap();
+        let rules = rules.to_str().unwrap().to_owned();
+        let admin = plane.admin.to_str().unwrap().to_owned();
+
+        let apiserver_args = |service: &str, port: u16| {
+            let (cert, key) = plane.serving_files(service, SERVICES);
+            vec![
+                format!("--secure-port={port}"),
+                "--bind-address=127.0.0.1".to_owned(),
+                format!("--tls-cert-file={cert}"),
+                format!("--tls-private-key-file={key}"),
+                format!("--authentication-kubeconfig={admin}"),
+                format!("--authorization-kubeconfig={admin}"),
+            ]
+        };
+
+        let port = super::free_port();
+        let mut args = apiserver_args("metrics-server", port);
+        args.extend([
+            format!("--kubeconfig={admin}"),
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
+            "--kubelet-use-node-status-port".to_owned(),
+            "--deprecated-kubelet-completely-insecure".to_owned(),
+            "--metric-resolution=10s".to_owned(),
+            "--kubelet-request-timeout=5s".to_owned(),
+        ]);
+        let metrics_server = Process::start(
+            &plane.bin.join("metrics-server"),
+            &args,
+            &dir,
+            "metrics-server",
+        );
+        plane
+            .register_apis(
+                "metrics-server",
+                SERVICES,
+                port,
+                &["v1beta1.metrics.k8s.io"],
+            )
+            .await;
+
+        let prometheus_adapter_port = super::free_port();
+        let port = prometheus_adapter_port;
+        let mut args = apiserver_args("prometheus-adapter", port);
+        args.extend([
+            format!("--lister-kubeconfig={admin}"),
+            format!("--prometheus-url={}", prometheus.url),
+            format!("--config={rules}"),
+            "--metrics-relist-interval=5s".to_owned(),
+        ]);
+        let prometheus_adapter = Process::start(
+            &plane.bin.join("prometheus-adapter"),
+            &args,
+            &dir,
+            "prometheus-adapter",
+        );
+        plane
+            .register_apis(
+                "prometheus-adapter",
+                SERVICES,
+                port,
+                &["v1beta1.custom.metrics.k8s.io"],
+            )
+            .await;
+
+        let adapter_port = super::free_port();
+        let mut args = vec!["serve".to_owned()];
+        args.extend(apiserver_args("xroad-metrics-adapter", adapter_port));
+        args.extend([
+            format!("--kubeconfig={admin}"),
+            format!("--prometheus-url={}", prometheus.url),
+            format!("--adapter-config={rules}"),
+            "--metrics-relist-interval=5s".to_owned(),
+        ]);
+        let adapter = Process::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
+            &args,
+            &dir,
+            "xroad-metrics-adapter",
+        );
+        plane
+            .register_apis(
+                "xroad-metrics-adapter",
+                SERVICES,
+                adapter_port,
+                &[
+                    "v1beta2.custom.metrics.k8s.io",
+                    "v1beta1.external.metrics.k8s.io",
+                ],
+            )
+            .await;
+
+        Self {
+            plane,
+            kubelet,
+            prometheus,
+            metrics_server: Some(metrics_server),
+            prometheus_adapter,
+            adapter,
+            prometheus_adapter_port,
+            adapter_port,
+        }
+    }
+
+    /// Points `metrics.k8s.io` at us, as a cluster replacing metrics-server does, and stops metrics-server, so
+    /// every answer from then on is ours.
+    pub async fn switch_resource_metrics(&mut self) {
+        self.plane
+            .register_apis(
+                "xroad-metrics-adapter",
+                SERVICES,
+                self.adapter_port,
+                &["v1beta1.metrics.k8s.io"],
+            )
+            .await;
+        self.metrics_server = None;
+    }
+
+    /// The last lines a server wrote to its log (`metrics-server`, `prometheus-adapter`,
+    /// `xroad-metrics-adapter`), for failure messages.
+    pub fn log(&self, server: &str) -> String {
+        self.plane.log(server)
+    }
+}
