@@ -122,7 +122,7 @@ impl AdapterRules {
         if let Some(client) = &self.cluster
             && let Err(error) = learn_cluster_resources(client).await
         {
-            tracing::warn!(error = %crate::error::root_cause(&error), "cluster discovery failed; resources resolve as before");
+            tracing::warn!(error = %crate::error_chain::root_cause(&error), "cluster discovery failed; resources resolve as before");
         }
         let end = crate::unix_now();
         let start = end - self.max_age.as_secs() as i64;

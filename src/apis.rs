@@ -458,17 +458,6 @@ impl Status {
 #[cfg(test)]
 mod tests;
 
-/// A Go `time.Duration` string, as `metav1.Duration` serialises: `30s`, `3m0s`, `1h0m0s`.
-pub fn go_duration(duration: std::time::Duration) -> String {
-    let total = duration.as_secs();
-    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
-}
-
 /// One container's usage in a `PodMetrics`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerMetrics {
@@ -511,7 +500,7 @@ pub fn pod_metrics(
         "apiVersion": format!("{RESOURCE_GROUP}/v1beta1"),
         "metadata": ResourceMeta { name, namespace: Some(namespace), creation_timestamp: rfc3339(timestamp) },
         "timestamp": rfc3339(timestamp),
-        "window": go_duration(window),
+        "window": crate::duration::go(window),
         "containers": containers,
     })
 }
@@ -528,7 +517,7 @@ pub fn node_metrics(
         "apiVersion": format!("{RESOURCE_GROUP}/v1beta1"),
         "metadata": ResourceMeta { name, namespace: None, creation_timestamp: rfc3339(timestamp) },
         "timestamp": rfc3339(timestamp),
-        "window": go_duration(window),
+        "window": crate::duration::go(window),
         "usage": usage,
     })
 }

@@ -210,10 +210,10 @@ impl Delegated {
             Ok(None) if config.tolerate_lookup_failure => BTreeMap::new(),
             Ok(None) => return Err(StartError::Lookup("not found".into())),
             Err(error) if config.tolerate_lookup_failure => {
-                tracing::warn!(error = %crate::error::root_cause(&error), "cannot read the authentication ConfigMap; trusting only the flags' CAs");
+                tracing::warn!(error = %crate::error_chain::root_cause(&error), "cannot read the authentication ConfigMap; trusting only the flags' CAs");
                 BTreeMap::new()
             }
-            Err(error) => return Err(StartError::Lookup(crate::error::root_cause(&error))),
+            Err(error) => return Err(StartError::Lookup(crate::error_chain::root_cause(&error))),
         };
         let trust = Trust::new(&data, &config.overrides.read()?, 1)?;
         let (sender, receiver) = watch::channel(Arc::new(trust));

@@ -16,7 +16,8 @@ use crate::auth::{Access, Delegated, DelegatedConfig, OverrideFiles};
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
 use crate::compat::rules::AdapterConfig;
-use crate::config::{Config, ConfigError, parse_base_url, parse_duration};
+use crate::config::{Config, ConfigError, parse_base_url};
+use crate::duration;
 use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
 use crate::inventory::watch::WatchPlan;
@@ -90,10 +91,10 @@ pub struct SourceArgs {
     #[arg(long)]
     pub adapter_config: Option<PathBuf>,
     /// How often the adapter rules' series are listed again.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = duration::parse)]
     pub metrics_relist_interval: Duration,
     /// How recently a series must have had samples to be listed (default: the relist interval).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub metrics_max_age: Option<Duration>,
 }
 
@@ -134,17 +135,17 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = Limits::default().max_in_flight)]
     pub max_requests_inflight: usize,
     /// How long one request may take, authentication included.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = duration::parse)]
     pub request_timeout: Duration,
     /// Connections served at once (0: 4096, lowered to fit the open-file limit). Beyond it 32 reserve
     /// connections serve health probes and clients presenting a certificate; others are closed.
     #[arg(long, default_value_t = 0)]
     pub max_connections: usize,
     /// How often `--adapter-config` is checked for changes (it is also re-read on SIGHUP).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub config_reload_interval: Duration,
     /// A connection without a request for this long is closed (HTTP/2: GOAWAY), as kube-apiserver does.
-    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = duration::parse)]
     pub idle_connection_timeout: Duration,
 }
 
@@ -212,16 +213,16 @@ pub struct AuthArgs {
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
     /// How long an accepted token is remembered.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub authentication_token_webhook_cache_ttl: Duration,
     /// How long a rejected token is remembered.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub authentication_token_webhook_negative_cache_ttl: Duration,
     /// How long an allowed SubjectAccessReview is remembered.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub authorization_webhook_cache_authorized_ttl: Duration,
     /// How long a denied SubjectAccessReview is remembered.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub authorization_webhook_cache_unauthorized_ttl: Duration,
     /// Paths served without authentication or authorization; a trailing `*` matches a prefix.
     #[arg(
@@ -442,7 +443,7 @@ async fn adapter_rules(
                 tracing::info!(learned, "resources learned from the cluster's discovery")
             }
             Err(error) => {
-                tracing::warn!(error = %crate::error::root_cause(&error), "cluster discovery failed; only the built-in resources resolve")
+                tracing::warn!(error = %crate::error_chain::root_cause(&error), "cluster discovery failed; only the built-in resources resolve")
             }
         }
     }

@@ -386,22 +386,6 @@ struct RawPrometheus {
     method: Option<HttpMethod>,
 }
 
-/// Parses a duration such as `15s`, `2m`, `1h30m` or `500ms`.
-///
-/// ```
-/// use std::time::Duration;
-/// use xroad_metrics_adapter::config::parse_duration;
-/// assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-/// assert!(parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let signed: k8s_openapi::jiff::SignedDuration = text.trim().parse().map_err(|_| {
-        format!("{text:?} is not a valid duration (use e.g. 500ms, 15s, 2m, 1h30m)")
-    })?;
-    Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
-}
-
 /// Parses a base URL and checks that it is HTTP(S) with a host.
 pub fn parse_base_url(text: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
@@ -451,7 +435,7 @@ impl Config {
         };
         let duration = |key, value: Option<String>, default: Duration| match value {
             None => Ok(default),
-            Some(text) => parse_duration(&text).map_err(|m| invalid(key, m)),
+            Some(text) => crate::duration::parse(&text).map_err(|m| invalid(key, m)),
         };
         let defaults = Config::default();
         let positive = |key, d: Duration| {
@@ -570,7 +554,7 @@ fn opmonitor(raw: RawOpMonitor) -> Result<OpMonitorConfig, KeyError> {
         |key: &'static str, value: Option<String>, default: u64| -> Result<Duration, KeyError> {
             match value {
                 None => Ok(Duration::from_secs(default)),
-                Some(text) => parse_duration(&text).map_err(|m| (key, m)),
+                Some(text) => crate::duration::parse(&text).map_err(|m| (key, m)),
             }
         };
     let id = |raw: RawId| XRoadId {
@@ -663,7 +647,7 @@ fn policy(raw: RawPolicy) -> Result<ScaleOnFailureConfig, KeyError> {
         |key: &'static str, value: Option<String>, default: u64| -> Result<Duration, KeyError> {
             match value {
                 None => Ok(Duration::from_secs(default)),
-                Some(text) => parse_duration(&text).map_err(|m| (key, m)),
+                Some(text) => crate::duration::parse(&text).map_err(|m| (key, m)),
             }
         };
     let dns_name = |key: &'static str, value: &str| -> Result<(), KeyError> {

@@ -170,16 +170,6 @@ impl ApiError {
     }
 }
 
-/// The innermost cause of an error chain: "Connection refused (os error 111)" rather than an HTTP client's
-/// outer text, which embeds the full URL (and could carry credentials).
-pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.to_status();

@@ -322,7 +322,7 @@ impl HealthChecker {
             Err(_) => {
                 CheckOutcome::Unreachable(format!("no answer within {}s", timeout.as_secs_f64()))
             }
-            Ok(Err(error)) => CheckOutcome::Unreachable(crate::error::root_cause(&error)),
+            Ok(Err(error)) => CheckOutcome::Unreachable(crate::error_chain::root_cause(&error)),
             Ok(Ok((status, body))) => classify(status, &String::from_utf8_lossy(&body)),
         }
     }

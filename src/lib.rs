@@ -2,8 +2,10 @@
 //! (v1beta1, v1beta2) and `external.metrics.k8s.io` (v1beta1) to the Horizontal Pod Autoscaler, computed from
 //! a Prometheus-compatible backend, for X-Road Security Server Sidecar deployments.
 //!
-//! Pure modules (`selector`, `quantity`, `promql`, `config`, `catalog`, `apis`, `hpa`) do no I/O; `source`,
-//! `cache`, `inventory` and `server` sit at the edges.
+//! Pure modules do no I/O: `selector`, `quantity`, `duration`, `names`, `promql`, `catalog`, `policy`, `hpa`,
+//! `apis`, `compat` and `config` (whose `load` reads one file through `files`); `error_chain` and `error`
+//! shape failures. `source`, `cache`, `inventory`, `health`, `xroad`, `auth`, `adapter_rules` and `server` sit
+//! at the edges, and `cli` wires them together.
 #![forbid(unsafe_code)]
 
 pub mod adapter_rules;
@@ -14,7 +16,9 @@ pub mod catalog;
 pub mod cli;
 pub mod compat;
 pub mod config;
+pub mod duration;
 pub mod error;
+pub mod error_chain;
 pub mod files;
 pub mod health;
 pub mod hpa;

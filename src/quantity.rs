@@ -118,36 +118,47 @@ pub fn parse(text: &str) -> Result<f64, ParseQuantityError> {
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(err());
     }
-    let scale = match suffix {
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
+    // Powers of ten as exponents, so that `123400000n` divides by 1e9 (exactly 0.1234) instead of multiplying
+    // by 1e-9, which is not a binary fraction.
+    let (power, binary) = match suffix {
+        "n" => (-9, 1.0),
+        "u" => (-6, 1.0),
+        "m" => (-3, 1.0),
+        "" => (0, 1.0),
+        "k" => (3, 1.0),
+        "M" => (6, 1.0),
+        "G" => (9, 1.0),
+        "T" => (12, 1.0),
+        "P" => (15, 1.0),
+        "E" => (18, 1.0),
+        "Ki" => (0, 1024f64),
+        "Mi" => (0, 1024f64.powi(2)),
+        "Gi" => (0, 1024f64.powi(3)),
+        "Ti" => (0, 1024f64.powi(4)),
+        "Pi" => (0, 1024f64.powi(5)),
+        "Ei" => (0, 1024f64.powi(6)),
         exponent if exponent.starts_with(['e', 'E']) => {
             let power = &exponent[1..];
             let digits = power.strip_prefix(['+', '-']).unwrap_or(power);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }
-            10f64.powi(power.parse().map_err(|_| err())?)
+            // Past ±400 every f64 has under- or overflowed already; the clamp keeps `-power` in range.
+            (
+                power.parse::<i32>().map_err(|_| err())?.clamp(-400, 400),
+                1.0,
+            )
         }
         _ => return Err(err()),
     };
     let value: f64 = number.parse().map_err(|_| err())?;
     let sign = if text.starts_with('-') { -1.0 } else { 1.0 };
-    Ok(sign * value * scale)
+    let scaled = if power < 0 {
+        value / 10f64.powi(-power)
+    } else {
+        value * 10f64.powi(power)
+    };
+    Ok(sign * scaled * binary)
 }
 
 impl std::str::FromStr for Quantity {

@@ -4,18 +4,18 @@
 //! `prometheus-http-query` does the HTTP; this module adds headers, timeouts, completeness parameters and
 //! error classification (the Prometheus HTTP API documentation). It never logs headers.
 
+use crate::error_chain::transport_cause;
 use std::collections::BTreeMap;
-use std::error::Error as _;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use prometheus_http_query::response::Data;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::compat::discovery::SeriesKeys;
 use crate::config::{GET_QUERY_LIMIT, HttpMethod, PrometheusConfig};
 
 mod series;
+pub use series::SeriesKeys;
 
 /// One sample of an instant vector: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +160,7 @@ impl PrometheusSource {
                 Some(inner) if inner.is_timeout() => SourceError::Timeout(self.timeout),
                 Some(inner) => SourceError::Unreachable {
                     url: self.display_url.clone(),
-                    cause: root_cause(inner),
+                    cause: transport_cause(inner),
                 },
                 None => SourceError::Unreachable {
                     url: self.display_url.clone(),
@@ -172,15 +172,6 @@ impl PrometheusSource {
                 cause: other.to_string(),
             },
         }
-    }
-}
-
-/// Why a transport failed, without the URL reqwest's own text embeds.
-fn root_cause(error: &reqwest::Error) -> String {
-    match (error.source(), error.status()) {
-        (Some(_), _) => crate::error::root_cause(error),
-        (None, Some(status)) => format!("HTTP {status}"),
-        (None, None) => "request failed".to_owned(),
     }
 }
 
@@ -239,7 +230,7 @@ impl MetricSource for PrometheusSource {
                 } else {
                     SourceError::Unreachable {
                         url: self.display_url.clone(),
-                        cause: root_cause(&e),
+                        cause: transport_cause(&e),
                     }
                 }
             };

@@ -11,10 +11,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use support::*;
 use xroad_metrics_adapter::adapter_rules::AdapterRules;
-use xroad_metrics_adapter::compat::discovery::SeriesKeys;
 use xroad_metrics_adapter::compat::resources::GroupResource;
 use xroad_metrics_adapter::compat::rules::AdapterConfig;
 use xroad_metrics_adapter::server::AppState;
+use xroad_metrics_adapter::source::SeriesKeys;
 use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
 
 /// The Helm chart's values as the seed runs them: the default rules plus the Sidecar guide's rule, and an

@@ -19,9 +19,9 @@ use futures::future::BoxFuture;
 use support::*;
 use xroad_metrics_adapter::adapter_rules::AdapterRules;
 use xroad_metrics_adapter::cache::QueryCache;
-use xroad_metrics_adapter::compat::discovery::SeriesKeys;
 use xroad_metrics_adapter::compat::rules::AdapterConfig;
 use xroad_metrics_adapter::server::AppState;
+use xroad_metrics_adapter::source::SeriesKeys;
 use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
 
 /// A backend that records every query and answers with no samples.

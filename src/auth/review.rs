@@ -285,7 +285,7 @@ async fn call<T>(
 ) -> Result<T, ReviewError> {
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(error)) => Err(ReviewError::Failed(crate::error::root_cause(&error))),
+        Ok(Err(error)) => Err(ReviewError::Failed(crate::error_chain::root_cause(&error))),
         Err(_) => Err(ReviewError::Failed(format!("no answer within {timeout:?}"))),
     }
 }

@@ -7,16 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::naming::metric_name;
 use super::resources::{GroupResource, resolve};
 use super::rules::{AdapterConfig, Rule};
-
-/// One series as discovery keeps it: its name and the names of its labels, never their values (the values
-/// are what makes the Prometheus Adapter's registry grow to gigabytes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesKeys {
-    /// `__name__`.
-    pub name: String,
-    /// The other label names.
-    pub labels: Vec<String>,
-}
+use crate::source::SeriesKeys;
 
 /// Where a served metric comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

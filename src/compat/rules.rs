@@ -328,8 +328,7 @@ fn resource_rules(raw: &RawResourceRules) -> Result<ResourceRules, RulesError> {
     Ok(ResourceRules {
         cpu: one(&raw.cpu, "cpu")?,
         memory: one(&raw.memory, "memory")?,
-        window: crate::config::parse_duration(&raw.window)
-            .map_err(|e| invalid(format!("window: {e}")))?,
+        window: crate::duration::parse(&raw.window).map_err(|e| invalid(format!("window: {e}")))?,
     })
 }
 
@@ -438,7 +437,7 @@ fn rate_windows(query: &str) -> Vec<Duration> {
         .match_indices('[')
         .filter_map(|(i, _)| {
             let end = query[i..].find(']')?;
-            crate::config::parse_duration(&query[i + 1..i + end]).ok()
+            crate::duration::parse(&query[i + 1..i + end]).ok()
         })
         .collect()
 }

@@ -7,7 +7,15 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::compat::discovery::SeriesKeys;
+/// One series as discovery keeps it: its name and the names of its labels, never their values (the values
+/// are what makes the Prometheus Adapter's registry grow to gigabytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesKeys {
+    /// `__name__`.
+    pub name: String,
+    /// The other label names.
+    pub labels: Vec<String>,
+}
 
 /// Label names by series name.
 type Folded = BTreeMap<String, BTreeSet<String>>;

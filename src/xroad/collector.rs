@@ -312,7 +312,7 @@ impl Collector {
             .body(body)
             .send()
             .await
-            .map_err(|e| CollectError::Transport(innermost(&e)))?;
+            .map_err(|e| CollectError::Transport(crate::error_chain::transport_cause(&e)))?;
         let status = response.status().as_u16();
         if let Some(date) = response
             .headers()
@@ -340,7 +340,7 @@ impl Collector {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| CollectError::Transport(innermost(&e)))?;
+            .map_err(|e| CollectError::Transport(crate::error_chain::transport_cause(&e)))?;
         // Faults come with HTTP 200, but a fault is a fault whatever the status; anything else needs a 200.
         match (status, protocol::parse_response(&content_type, &bytes)) {
             (_, Err(fault @ ResponseError::Fault { .. })) => Err(fault.into()),
@@ -625,13 +625,5 @@ impl Collector {
                 Err(error) => tracing::warn!(%error, "op-monitor poll failed; the cursor stays"),
             }
         }
-    }
-}
-
-fn innermost(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        crate::error::root_cause(error)
     }
 }
