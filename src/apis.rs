@@ -476,14 +476,12 @@ struct ResourceMeta<'a> {
     creation_timestamp: String,
 }
 
-/// CPU in cores and memory in bytes as the quantities metrics-server writes (`1234567n`, `123456Ki`).
+/// CPU in cores and memory in bytes as exact quantities: nanocores, as metrics-server writes them
+/// (`123400000n`), and whole bytes (`104870609`), as metrics-server and the Prometheus Adapter give them.
 pub fn usage(cpu_cores: f64, memory_bytes: f64) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("cpu", format!("{}n", (cpu_cores * 1e9).round() as i64)),
-        (
-            "memory",
-            format!("{}Ki", (memory_bytes / 1024.0).round() as i64),
-        ),
+        ("memory", format!("{}", memory_bytes.round() as i64)),
     ])
 }
 

@@ -322,6 +322,34 @@ fn message(text: impl Into<String>) -> CliError {
 }
 
 /// Loads the configuration with the command-line override applied.
+impl SourceArgs {
+    /// `--config` takes the adapter's own configuration or, where the Prometheus Adapter took its own, a
+    /// Prometheus Adapter configuration: told apart by their keys (as `check-config` does), the latter is read
+    /// as `--adapter-config`. A file that cannot be read is left to the loader, which says why.
+    fn sort_config_files(&mut self) -> Result<(), CliError> {
+        let Some(path) = &self.config else {
+            return Ok(());
+        };
+        let Ok(text) = crate::files::read_text(path, crate::files::CONFIG_LIMIT) else {
+            return Ok(());
+        };
+        if !crate::compat::rules::looks_like_adapter_config(&text) {
+            return Ok(());
+        }
+        if let Some(other) = &self.adapter_config {
+            return Err(message(format!(
+                "--config {} is a Prometheus Adapter configuration, and --adapter-config {} is one too: pass one \
+                 (--config then takes the adapter's own configuration)",
+                path.display(),
+                other.display()
+            )));
+        }
+        tracing::info!(file = %path.display(), "--config is a Prometheus Adapter configuration: read as --adapter-config");
+        self.adapter_config = self.config.take();
+        Ok(())
+    }
+}
+
 fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -604,8 +632,9 @@ async fn access(args: &ServeArgs) -> Result<Access, CliError> {
 const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `serve`.
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     check_authentication(args.authentication, args.bind_address)?;
+    args.source.sort_config_files()?;
     let config = load_config(&args.source)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -713,7 +742,8 @@ async fn shutdown_signal() {
 }
 
 /// `query`: runs the request through the server's own router, in process, and explains the result.
-pub async fn query(args: QueryArgs) -> Result<(), CliError> {
+pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
+    args.source.sort_config_files()?;
     let config = load_config(&args.source)?;
     let (state, _) = build_state(&args.source, &config, Guard::anonymous()).await?;
     wait_for_inventory(&state.inventory).await?;
@@ -829,7 +859,8 @@ pub async fn query(args: QueryArgs) -> Result<(), CliError> {
 }
 
 /// `explain`: one evaluation of each policy, as if the pods' current states had held for `failFor`.
-pub async fn explain(args: ExplainArgs) -> Result<(), CliError> {
+pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
+    args.source.sort_config_files()?;
     let config = load_config(&args.source)?;
     let (state, inputs) = build_state(&args.source, &config, Guard::anonymous()).await?;
     wait_for_inventory(&state.inventory).await?;

@@ -415,8 +415,8 @@ impl Config {
         if crate::compat::rules::looks_like_adapter_config(text) {
             return Err(ConfigError::Syntax {
                 path: path.to_owned(),
-                message: "this is a Prometheus Adapter configuration (rules, externalRules, resourceRules): \
-                          pass it with --adapter-config; --config takes the adapter's own configuration"
+                message: "this is a Prometheus Adapter configuration (rules, externalRules, resourceRules), \
+                          not the adapter's own: the command line reads it as --adapter-config"
                     .into(),
             });
         }

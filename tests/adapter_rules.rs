@@ -359,13 +359,13 @@ async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them
     assert_eq!(pods[0].0, SECONDARY_A);
     assert_eq!(
         pods[0].1,
-        serde_json::json!([{"name": "security-server-sidecar", "usage": {"cpu": "250000000n", "memory": "102400Ki"}}])
+        serde_json::json!([{"name": "security-server-sidecar", "usage": {"cpu": "250000000n", "memory": "104857600"}}])
     );
     assert_eq!(
         pods[1].1,
         serde_json::json!([
-            {"name": "istio-proxy", "usage": {"cpu": "0n", "memory": "51200Ki"}},
-            {"name": "security-server-sidecar", "usage": {"cpu": "500000000n", "memory": "153600Ki"}}
+            {"name": "istio-proxy", "usage": {"cpu": "0n", "memory": "52428800"}},
+            {"name": "security-server-sidecar", "usage": {"cpu": "500000000n", "memory": "157286400"}}
         ])
     );
     assert_eq!(list["items"][0]["window"], "3m0s");
@@ -393,7 +393,7 @@ async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them
     assert_eq!(code, 200, "{nodes}");
     assert_eq!(
         nodes["items"][0]["usage"],
-        serde_json::json!({"cpu": "1500000000n", "memory": "2097152Ki"}),
+        serde_json::json!({"cpu": "1500000000n", "memory": "2147483648"}),
         "idle CPU excluded; memory = total - available"
     );
 }

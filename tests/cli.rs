@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod support;
+
 fn adapter(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
         .args(args)
@@ -181,6 +183,8 @@ fn check_config_explains_a_prometheus_adapter_config_and_config_points_to_adapte
                 "127.0.0.1",
                 "--config",
                 file.to_str().unwrap(),
+                "--adapter-config",
+                file.to_str().unwrap(),
             ],
             PROM,
         ]
@@ -188,8 +192,39 @@ fn check_config_explains_a_prometheus_adapter_config_and_config_points_to_adapte
     );
     assert!(!ok);
     assert!(
-        text.contains("this is a Prometheus Adapter configuration")
-            && text.contains("pass it with --adapter-config"),
+        text.contains("is a Prometheus Adapter configuration, and --adapter-config")
+            && text.contains("pass one"),
         "{text}"
+    );
+}
+
+/// A Prometheus Adapter Deployment passes its ConfigMap as `--config`: taken as it is.
+#[tokio::test]
+async fn serve_reads_a_prometheus_adapter_config_given_as_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, SIDECAR_GUIDE_VALUES).unwrap();
+    let served = support::served::ServedAdapter::start(
+        &[
+            &[
+                "--config",
+                file.to_str().unwrap(),
+                "--inventory",
+                support::INVENTORY,
+            ][..],
+            PROM,
+        ]
+        .concat(),
+    )
+    .await;
+    let log = served.log_text();
+    assert!(
+        log.contains("--config is a Prometheus Adapter configuration: read as --adapter-config"),
+        "{log}"
+    );
+    // The rules are in force: their series are listed (Prometheus is down here, so the list fails).
+    assert!(
+        log.contains("unable to list the Prometheus Adapter rules' series"),
+        "{log}"
     );
 }

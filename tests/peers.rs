@@ -185,9 +185,8 @@ async fn side_by_side_metrics_server_and_the_prometheus_adapter_give_the_answers
             close(*cpu, their_cpu),
             "{pod}: {cpu} cores from us, {their_cpu} from metrics-server"
         );
-        // We answer memory in KiB, as the Prometheus Adapter does.
         assert!(
-            (memory - their_memory).abs() <= 512.0,
+            (memory - their_memory).abs() < 1.0,
             "{pod}: {memory} bytes from us, {their_memory}"
         );
     }
