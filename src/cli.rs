@@ -74,6 +74,13 @@ pub struct SourceArgs {
     /// The Prometheus-compatible base URL (overrides `prometheus.url` of the config file).
     #[arg(long, value_parser = parse_base_url)]
     pub prometheus_url: Option<url::Url>,
+    /// GET or POST for queries (overrides `prometheus.method`; the Prometheus Adapter's flag).
+    #[arg(long, value_parser = parse_verb)]
+    pub prometheus_verb: Option<crate::config::HttpMethod>,
+    /// `Name=value`: a header on every backend request, e.g. a tenant (repeatable; added to
+    /// `prometheus.headers`; the Prometheus Adapter's flag).
+    #[arg(long = "prometheus-header", value_parser = parse_header)]
+    pub prometheus_headers: Vec<(String, String)>,
     /// The configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -104,6 +111,13 @@ pub struct ServeArgs {
     /// Backend, configuration and pods.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// klog's verbosity, as a Prometheus Adapter Deployment passes it: accepted and ignored (the log level
+    /// is `RUST_LOG`'s).
+    #[arg(long = "v", hide = true)]
+    pub klog_verbosity: Option<u8>,
+    /// klog's `--logtostderr`: accepted and ignored (the log always goes to standard error).
+    #[arg(long = "logtostderr", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub klog_logtostderr: Option<bool>,
     /// The HTTPS port.
     #[arg(long, default_value_t = 6443)]
     pub secure_port: u16,
@@ -322,6 +336,24 @@ fn message(text: impl Into<String>) -> CliError {
 }
 
 /// Loads the configuration with the command-line override applied.
+fn parse_verb(text: &str) -> Result<crate::config::HttpMethod, String> {
+    match text {
+        "GET" => Ok(crate::config::HttpMethod::Get),
+        "POST" => Ok(crate::config::HttpMethod::Post),
+        _ => Err(format!("{text:?} is not GET or POST")),
+    }
+}
+
+/// `Name=value`, as the Prometheus Adapter splits it (at the first `=`; no `=` is an empty value).
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').unwrap_or((text, ""));
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not an HTTP header name"))?;
+    reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 impl SourceArgs {
     /// `--config` takes the adapter's own configuration or, where the Prometheus Adapter took its own, a
     /// Prometheus Adapter configuration: told apart by their keys (as `check-config` does), the latter is read
@@ -358,6 +390,13 @@ fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
     if let Some(url) = &args.prometheus_url {
         config.prometheus.url = Some(url.clone());
     }
+    if let Some(verb) = args.prometheus_verb {
+        config.prometheus.method = verb;
+    }
+    config
+        .prometheus
+        .headers
+        .extend(args.prometheus_headers.iter().cloned());
     Ok(config)
 }
 
@@ -635,6 +674,11 @@ const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     check_authentication(args.authentication, args.bind_address)?;
     args.source.sort_config_files()?;
+    if args.klog_verbosity.is_some() || args.klog_logtostderr.is_some() {
+        tracing::info!(
+            "--v and --logtostderr (klog's) are accepted and ignored; the log level is RUST_LOG's"
+        );
+    }
     let config = load_config(&args.source)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),

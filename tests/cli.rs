@@ -100,6 +100,10 @@ fn check_config_points_at_the_line_of_an_unknown_key() {
 fn bad_flags_and_files_get_clear_messages() {
     let (ok, text) = adapter(&["serve", "--prometheus-url", "not a url"]);
     assert!(!ok && text.contains("not a valid URL"), "{text}");
+    let (ok, text) = adapter(&["serve", "--prometheus-verb", "PUT"]);
+    assert!(!ok && text.contains("\"PUT\" is not GET or POST"), "{text}");
+    let (ok, text) = adapter(&["serve", "--prometheus-header", "X Tenant=a"]);
+    assert!(!ok && text.contains("is not an HTTP header name"), "{text}");
     let (ok, text) = adapter(
         &[
             &[
@@ -227,4 +231,58 @@ async fn serve_reads_a_prometheus_adapter_config_given_as_config() {
         log.contains("unable to list the Prometheus Adapter rules' series"),
         "{log}"
     );
+}
+
+/// A Prometheus Adapter Deployment's args: klog's flags accepted, `--prometheus-verb` and
+/// `--prometheus-header` applied to every backend request (seen by a stand-in backend that answers an empty
+/// vector, as the Prometheus HTTP API does).
+#[tokio::test]
+async fn serve_takes_the_prometheus_adapters_flags() {
+    use std::sync::{Arc, Mutex};
+    // Each backend request's method and tenant header.
+    type Seen = Vec<(String, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = seen.clone();
+    let backend = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::any(
+            move |method: axum::http::Method, headers: axum::http::HeaderMap| {
+                let tenant = headers
+                    .get("x-scope-orgid")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                record.lock().unwrap().push((method.to_string(), tenant));
+                std::future::ready(axum::Json(serde_json::json!(
+                    {"status": "success", "data": {"resultType": "vector", "result": []}}
+                )))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, backend).await.unwrap() });
+    let served = support::served::ServedAdapter::start(&[
+        "--inventory",
+        support::INVENTORY,
+        "--prometheus-url",
+        &url,
+        "--v=4",
+        "--logtostderr",
+        "--prometheus-verb=GET",
+        "--prometheus-header=X-Scope-OrgID=tenant-1",
+    ])
+    .await;
+    served
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/*/container_network_receive_packets_per_second")
+        .await
+        .expect("an answer");
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the backend was asked");
+    for (method, tenant) in &seen {
+        assert_eq!(
+            (method.as_str(), tenant.as_deref()),
+            ("GET", Some("tenant-1"))
+        );
+    }
+    assert!(served.log_text().contains("accepted and ignored"));
 }

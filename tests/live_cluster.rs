@@ -47,6 +47,8 @@ async fn watching(
     config.prometheus.url = Some(prometheus.parse().unwrap());
     let args = SourceArgs {
         prometheus_url: None,
+        prometheus_verb: None,
+        prometheus_headers: vec![],
         config: None,
         inventory: None,
         kubeconfig: Some(kube.kubeconfig(dir.path())),

@@ -180,6 +180,8 @@ pub async fn adapter_with(
     config.prometheus.url = Some(prometheus_url.parse().unwrap());
     let args = SourceArgs {
         prometheus_url: None,
+        prometheus_verb: None,
+        prometheus_headers: vec![],
         config: None,
         inventory: Some(inventory.to_owned()),
         kubeconfig: None,
@@ -197,6 +199,8 @@ pub async fn with_adapter_rules(prometheus_url: &str, adapter_config: &Path) -> 
     config.prometheus.url = Some(prometheus_url.parse().unwrap());
     let args = SourceArgs {
         prometheus_url: None,
+        prometheus_verb: None,
+        prometheus_headers: vec![],
         config: None,
         inventory: Some(INVENTORY.into()),
         kubeconfig: None,
