@@ -335,7 +335,7 @@ fn message(text: impl Into<String>) -> CliError {
     CliError::Message(text.into())
 }
 
-/// Loads the configuration with the command-line override applied.
+/// `GET` or `POST`, as the Prometheus Adapter's `--prometheus-verb` takes it.
 fn parse_verb(text: &str) -> Result<crate::config::HttpMethod, String> {
     match text {
         "GET" => Ok(crate::config::HttpMethod::Get),
@@ -382,6 +382,7 @@ impl SourceArgs {
     }
 }
 
+/// Loads the configuration with the command-line overrides applied.
 fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,

@@ -4,7 +4,6 @@
 //! `prometheus-http-query` does the HTTP; this module adds headers, timeouts, completeness parameters and
 //! error classification (the Prometheus HTTP API documentation). It never logs headers.
 
-use crate::error_chain::transport_cause;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use prometheus_http_query::response::Data;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{GET_QUERY_LIMIT, HttpMethod, PrometheusConfig};
+use crate::error_chain::transport_cause;
 
 mod series;
 pub use series::SeriesKeys;
