@@ -161,21 +161,12 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
         assert_ne!(served, manifest, "{file} names the Service as expected");
         plane.apply(&served);
     }
-    let available = |name: &str| {
-        plane.admin(&[
-            "get",
-            "apiservice",
-            name,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
-        ]) == "True"
-    };
     eventually(
         "the APIServices are Available",
         Duration::from_secs(60),
         || async {
-            available("v1beta2.custom.metrics.k8s.io")
-                && available("v1beta1.external.metrics.k8s.io")
+            plane.available("v1beta2.custom.metrics.k8s.io")
+                && plane.available("v1beta1.external.metrics.k8s.io")
         },
     )
     .await;

@@ -57,6 +57,35 @@ pub struct SideBySide {
     pub adapter_port: u16,
 }
 
+/// Starts `program` as the aggregated server `service` on a free port, with the flags every Kubernetes generic
+/// apiserver takes (serving certificate, delegated authentication as the admin) and `flags`; registers `apis`
+/// for it. `subcommand` goes first (ours: `serve`).
+async fn serve(
+    plane: &ControlPlane,
+    program: &std::path::Path,
+    subcommand: &[&str],
+    service: &str,
+    flags: &[String],
+    apis: &[&str],
+) -> (Process, u16) {
+    let port = super::free_port();
+    let (cert, key) = plane.serving_files(service, SERVICES);
+    let admin = plane.admin.to_str().unwrap();
+    let mut args: Vec<String> = subcommand.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--tls-cert-file={cert}"),
+        format!("--tls-private-key-file={key}"),
+        format!("--authentication-kubeconfig={admin}"),
+        format!("--authorization-kubeconfig={admin}"),
+    ]);
+    args.extend_from_slice(flags);
+    let process = Process::start(program, &args, plane.dir.path(), service);
+    plane.register_apis(service, SERVICES, port, apis).await;
+    (process, port)
+}
+
 impl SideBySide {
     /// The control plane, a node whose kubelet endpoints serve the Sidecar's pods, Prometheus scraping them,
     /// and the three servers registered with the aggregator.
@@ -109,93 +138,53 @@ impl SideBySide {
         let rules = rules.to_str().unwrap().to_owned();
         let admin = plane.admin.to_str().unwrap().to_owned();
 
-        let apiserver_args = |service: &str, port: u16| {
-            let (cert, key) = plane.serving_files(service, SERVICES);
-            vec![
-                format!("--secure-port={port}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--tls-cert-file={cert}"),
-                format!("--tls-private-key-file={key}"),
-                format!("--authentication-kubeconfig={admin}"),
-                format!("--authorization-kubeconfig={admin}"),
-            ]
-        };
-
-        let port = super::free_port();
-        let mut args = apiserver_args("metrics-server", port);
-        args.extend([
-            format!("--kubeconfig={admin}"),
-            "--kubelet-preferred-address-types=InternalIP".to_owned(),
-            "--kubelet-use-node-status-port".to_owned(),
-            "--deprecated-kubelet-completely-insecure".to_owned(),
-            "--metric-resolution=10s".to_owned(),
-            "--kubelet-request-timeout=5s".to_owned(),
-        ]);
-        let metrics_server = Process::start(
+        let (metrics_server, _) = serve(
+            &plane,
             &plane.bin.join("metrics-server"),
-            &args,
-            &dir,
+            &[],
             "metrics-server",
-        );
-        plane
-            .register_apis(
-                "metrics-server",
-                SERVICES,
-                port,
-                &["v1beta1.metrics.k8s.io"],
-            )
-            .await;
-
-        let prometheus_adapter_port = super::free_port();
-        let port = prometheus_adapter_port;
-        let mut args = apiserver_args("prometheus-adapter", port);
-        args.extend([
-            format!("--lister-kubeconfig={admin}"),
-            format!("--prometheus-url={}", prometheus.url),
-            format!("--config={rules}"),
-            "--metrics-relist-interval=5s".to_owned(),
-        ]);
-        let prometheus_adapter = Process::start(
+            &[
+                format!("--kubeconfig={admin}"),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
+                "--kubelet-use-node-status-port".to_owned(),
+                "--deprecated-kubelet-completely-insecure".to_owned(),
+                "--metric-resolution=10s".to_owned(),
+                "--kubelet-request-timeout=5s".to_owned(),
+            ],
+            &["v1beta1.metrics.k8s.io"],
+        )
+        .await;
+        let (prometheus_adapter, prometheus_adapter_port) = serve(
+            &plane,
             &plane.bin.join("prometheus-adapter"),
-            &args,
-            &dir,
+            &[],
             "prometheus-adapter",
-        );
-        plane
-            .register_apis(
-                "prometheus-adapter",
-                SERVICES,
-                port,
-                &["v1beta1.custom.metrics.k8s.io"],
-            )
-            .await;
-
-        let adapter_port = super::free_port();
-        let mut args = vec!["serve".to_owned()];
-        args.extend(apiserver_args("xroad-metrics-adapter", adapter_port));
-        args.extend([
-            format!("--kubeconfig={admin}"),
-            format!("--prometheus-url={}", prometheus.url),
-            format!("--adapter-config={rules}"),
-            "--metrics-relist-interval=5s".to_owned(),
-        ]);
-        let adapter = Process::start(
+            &[
+                format!("--lister-kubeconfig={admin}"),
+                format!("--prometheus-url={}", prometheus.url),
+                format!("--config={rules}"),
+                "--metrics-relist-interval=5s".to_owned(),
+            ],
+            &["v1beta1.custom.metrics.k8s.io"],
+        )
+        .await;
+        let (adapter, adapter_port) = serve(
+            &plane,
             std::path::Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
-            &args,
-            &dir,
+            &["serve"],
             "xroad-metrics-adapter",
-        );
-        plane
-            .register_apis(
-                "xroad-metrics-adapter",
-                SERVICES,
-                adapter_port,
-                &[
-                    "v1beta2.custom.metrics.k8s.io",
-                    "v1beta1.external.metrics.k8s.io",
-                ],
-            )
-            .await;
+            &[
+                format!("--kubeconfig={admin}"),
+                format!("--prometheus-url={}", prometheus.url),
+                format!("--adapter-config={rules}"),
+                "--metrics-relist-interval=5s".to_owned(),
+            ],
+            &[
+                "v1beta2.custom.metrics.k8s.io",
+                "v1beta1.external.metrics.k8s.io",
+            ],
+        )
+        .await;
 
         Self {
             plane,
