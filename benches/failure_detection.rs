@@ -9,14 +9,12 @@
 //!
 //! Run with `cargo bench --bench failure_detection` (about three minutes).
 
-#[path = "../tests/support/health_endpoint.rs"]
-mod health_endpoint;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use health_endpoint::{Answer, HealthEndpoint};
+use support::health_endpoint::{Answer, HealthEndpoint};
 use support::*;
 use xroad_metrics_adapter::config::Config;
 
@@ -71,8 +69,8 @@ async fn main() {
     ];
     for (trial, (failure, phase)) in trials.into_iter().enumerate() {
         endpoints[1].set(Answer::Healthy);
-        let (state, inputs) = adapter(&prometheus.url, config.clone(), &inventory).await;
-        state.policies.spawn(inputs);
+        let state = adapter(&prometheus.url, config.clone(), &inventory).await;
+        state.configured().policies.spawn();
         let before = loop {
             if let Some(value) = replicas(&state).await {
                 break value;

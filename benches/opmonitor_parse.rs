@@ -5,14 +5,14 @@
 //!
 //! Run with `cargo bench --bench opmonitor_parse`.
 
-#[path = "../tests/support/opmonitor.rs"]
-mod opmonitor;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opmonitor::{FakeOpMonitor, Reply};
+use support::opmonitor::{self, FakeOpMonitor, Reply};
 use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::inventory::{self, PodInventory};
 use xroad_metrics_adapter::telemetry::Metrics;

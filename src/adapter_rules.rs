@@ -11,7 +11,7 @@ use crate::compat::discovery::{Registry, series_queries};
 use crate::compat::resources::{DiscoveredResource, learn};
 use crate::compat::rules::AdapterConfig;
 use crate::source::{MetricSource, SourceError};
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::telemetry::{ConfigFile, Metrics};
 
 /// A configuration and the registry built from it: swapped together, so a request never reads a rule by
 /// the position another configuration's registry gave it.
@@ -26,7 +26,8 @@ pub struct Loaded {
 /// The rules, their current registry, and where series come from.
 pub struct AdapterRules {
     current: RwLock<Arc<Loaded>>,
-    source: Arc<dyn MetricSource>,
+    /// Replaced when a reloaded `--config` names another backend.
+    source: RwLock<Arc<dyn MetricSource>>,
     max_age: Duration,
     /// The cluster whose resources name series labels (custom resources included); none without a cluster.
     cluster: Option<kube::Client>,
@@ -67,7 +68,7 @@ impl AdapterRules {
                 config: Arc::new(config),
                 registry: Arc::default(),
             })),
-            source,
+            source: RwLock::new(source),
             max_age,
             cluster,
         }
@@ -127,12 +128,14 @@ impl AdapterRules {
         let end = crate::unix_now();
         let start = end - self.max_age.as_secs() as i64;
         let queries: Vec<String> = series_queries(config).into_iter().collect();
-        let answers = futures::future::join_all(
-            queries
-                .iter()
-                .map(|query| self.source.series(query, start, end)),
-        )
-        .await;
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let answers =
+            futures::future::join_all(queries.iter().map(|query| source.series(query, start, end)))
+                .await;
         let mut found = BTreeMap::new();
         for (query, answer) in queries.into_iter().zip(answers) {
             found.insert(query, answer?);
@@ -144,46 +147,21 @@ impl AdapterRules {
         Ok(registry)
     }
 
+    /// Lists series from `source` from the next relist on.
+    pub fn use_source(&self, source: Arc<dyn MetricSource>) {
+        *self.source.write().unwrap_or_else(|e| e.into_inner()) = source;
+    }
+
     /// Re-reads `path` whenever its content changes (checked every `every`, as a mounted ConfigMap is
     /// updated in place) and on SIGHUP. A configuration that parses and whose series list is swapped in at once;
     /// anything else is logged and counted while the rules in force keep serving.
     pub fn spawn_reloader(self: &Arc<Self>, path: PathBuf, every: Duration, metrics: Arc<Metrics>) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut hangups = match tokio::signal::unix::signal(
-                tokio::signal::unix::SignalKind::hangup(),
-            ) {
-                Ok(signal) => Some(signal),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGHUP; the rules reload on file changes only");
-                    None
-                }
-            };
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut seen = crate::files::read_text(&path, crate::files::CONFIG_LIMIT).ok();
-            loop {
-                let hangup = tokio::select! {
-                    _ = interval.tick() => false,
-                    Some(()) = async { hangups.as_mut()?.recv().await } => true,
-                };
-                let text = match crate::files::read_text(&path, crate::files::CONFIG_LIMIT) {
-                    Ok(text) => text,
-                    Err(error) => {
-                        // A ConfigMap update swaps a symlink; a read in between can miss the file.
-                        tracing::debug!(%error, file = %path.display(), "cannot read the rules file now");
-                        continue;
-                    }
-                };
-                if !hangup && seen.as_ref() == Some(&text) {
-                    continue;
-                }
-                seen = Some(text.clone());
+        crate::files::watch(path.clone(), every, move |text| {
+            let (this, path, metrics) = (this.clone(), path.clone(), metrics.clone());
+            async move {
                 let outcome = this.reload_text(&path, &text).await;
-                metrics
-                    .config_reloads
-                    .get_or_create(&ReasonLabels { reason: outcome })
-                    .inc();
+                metrics.reloaded(ConfigFile::AdapterConfig, outcome);
             }
         });
     }

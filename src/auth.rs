@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::telemetry::{Metrics, ReasonLabels};
 use attributes::Attributes;
-use review::{AccessReviewer, Decision, ReviewError, ReviewTiming, TokenReviewer};
+use review::{AccessDecision, AccessReviewer, ReviewError, ReviewTiming, TokenReviewer};
 use trust::{CertificateIdentity, Trust, TrustError, TrustOverrides};
 
 /// The namespace and name of the ConfigMap kube-apiserver publishes its client trust in.
@@ -342,11 +342,11 @@ impl Delegated {
             return Ok(());
         }
         match self.access.review(user, attributes).await {
-            Ok(Decision::Allowed) => {
+            Ok(AccessDecision::Allowed) => {
                 self.count_authorization("allowed");
                 Ok(())
             }
-            Ok(Decision::Denied(reason)) => {
+            Ok(AccessDecision::Denied(reason)) => {
                 self.count_authorization("denied");
                 Err(AuthError::Forbidden {
                     message: attributes.forbidden_message(&user.name, &reason),

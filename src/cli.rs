@@ -9,24 +9,20 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tower::ServiceExt;
 
-use crate::adapter_rules::AdapterRules;
+use crate::app::{Adapter, AppError, Settings, kube_client};
 use crate::auth::review::ReviewTiming;
 use crate::auth::trust::TrustOverrides;
 use crate::auth::{Access, Delegated, DelegatedConfig, OverrideFiles};
-use crate::cache::QueryCache;
 use crate::catalog::Catalog;
-use crate::compat::rules::AdapterConfig;
 use crate::config::{Config, ConfigError, parse_base_url};
 use crate::duration;
-use crate::health::{FailurePolicies, FailurePolicy, Inputs};
 use crate::hpa;
-use crate::inventory::watch::WatchPlan;
-use crate::inventory::{self, InventoryError, PodInventory};
+use crate::inventory::{InventoryError, PodInventory};
+use crate::policy::runner::FailurePolicy;
 use crate::quantity::Quantity;
 use crate::server::guard::{Guard, Limits};
-use crate::server::{self, AppState, tls};
-use crate::source::{MetricSource, PrometheusSource};
-use crate::telemetry::{LogFormat, Metrics};
+use crate::server::{self, tls};
+use crate::telemetry::LogFormat;
 
 /// xroad-metrics-adapter: custom and external metrics for the HPA, for X-Road Security Server Sidecars.
 #[derive(Debug, Parser)]
@@ -323,6 +319,9 @@ pub enum CliError {
     /// A bad inventory file.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    /// The adapter cannot be built.
+    #[error(transparent)]
+    App(#[from] AppError),
     /// A TLS set-up problem.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -355,6 +354,30 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 impl SourceArgs {
+    /// What the composition root takes from these flags.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            config: self.config.clone(),
+            prometheus_url: self.prometheus_url.clone(),
+            prometheus_method: self.prometheus_verb,
+            prometheus_headers: self.prometheus_headers.clone(),
+            inventory: self.inventory.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            watch_namespaces: self.watch_namespaces.clone(),
+            adapter_config: self.adapter_config.clone(),
+            metrics_relist_interval: self.metrics_relist_interval,
+            metrics_max_age: self.metrics_max_age,
+        }
+    }
+
+    /// The settings and the configuration they name, ready for [`Adapter::build`].
+    fn load(&mut self) -> Result<(Settings, Config), CliError> {
+        self.sort_config_files()?;
+        let settings = self.settings();
+        let config = settings.load_config()?;
+        Ok((settings, config))
+    }
+
     /// `--config` takes the adapter's own configuration or, where the Prometheus Adapter took its own, a
     /// Prometheus Adapter configuration: told apart by their keys (as `check-config` does), the latter is read
     /// as `--adapter-config`. A file that cannot be read is left to the loader, which says why.
@@ -380,187 +403,6 @@ impl SourceArgs {
         self.adapter_config = self.config.take();
         Ok(())
     }
-}
-
-/// Loads the configuration with the command-line overrides applied.
-fn load_config(args: &SourceArgs) -> Result<Config, CliError> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(url) = &args.prometheus_url {
-        config.prometheus.url = Some(url.clone());
-    }
-    if let Some(verb) = args.prometheus_verb {
-        config.prometheus.method = verb;
-    }
-    config
-        .prometheus
-        .headers
-        .extend(args.prometheus_headers.iter().cloned());
-    Ok(config)
-}
-
-/// Builds the shared state and the policies' inputs; with `--inventory` the pods are loaded now, otherwise
-/// watchers are started. `serve`, `query`, `explain` and the integration tests all start here.
-pub async fn build_state(
-    args: &SourceArgs,
-    config: &Config,
-    guard: Guard,
-) -> Result<(Arc<AppState>, Arc<Inputs>), CliError> {
-    let catalog = Catalog::with_throughput(config.throughput);
-    for policy in &config.scale_on_failure {
-        if catalog.pod_metric(&policy.load_metric).is_none() {
-            let served: Vec<_> = catalog.metrics().iter().map(|m| m.name.as_str()).collect();
-            return Err(message(format!(
-                "scaleOnFailure {}: load.metric {:?} is not a served pod metric (one of: {})",
-                policy.name,
-                policy.load_metric,
-                served.join(", ")
-            )));
-        }
-    }
-    let metrics = Arc::new(Metrics::default());
-    guard.register_metrics(&metrics);
-    let source: Arc<dyn MetricSource> =
-        Arc::new(PrometheusSource::new(&config.prometheus).map_err(message)?);
-    // The cluster: pods and Deployments are watched in it, and adapter rules learn its resources from it.
-    let cluster = match &args.inventory {
-        Some(_) => None,
-        None => Some(kube_client(args.kubeconfig.as_deref(), WATCH_HINT).await?),
-    };
-    let rules = adapter_rules(args, &source, cluster.clone()).await?;
-    let cache = Arc::new(QueryCache::new(
-        source,
-        config.refresh_interval,
-        config.max_staleness,
-        metrics.clone(),
-    ));
-    let inventory = Arc::new(PodInventory::new());
-    metrics.register_inventory(inventory.clone());
-    if let Some(path) = &args.inventory {
-        inventory.load(inventory::load_file(path)?);
-    }
-    if let Some(client) = cluster {
-        let plan = watch_plan(args, config, rules.as_deref())?;
-        inventory::watch::start(&client, &plan, &inventory);
-    }
-    let inputs = Arc::new(Inputs {
-        inventory: inventory.clone(),
-        cache: cache.clone(),
-        catalog: catalog.clone(),
-        rate_window: config.rate_window,
-        metrics: metrics.clone(),
-    });
-    let state = Arc::new(AppState {
-        catalog,
-        cache,
-        inventory,
-        metrics,
-        rate_window: config.rate_window,
-        policies: Arc::new(FailurePolicies::new(&config.scale_on_failure)),
-        guard,
-        rules,
-    });
-    Ok((state, inputs))
-}
-
-/// The streams serving needs: pods where they are served, Deployments where policies target them, and Nodes
-/// when resource metrics may name them by address.
-fn watch_plan(
-    args: &SourceArgs,
-    config: &Config,
-    rules: Option<&AdapterRules>,
-) -> Result<WatchPlan, CliError> {
-    let mut deployments: Vec<String> = config
-        .scale_on_failure
-        .iter()
-        .map(|p| p.target.namespace.clone())
-        .collect();
-    deployments.sort();
-    deployments.dedup();
-    let watched = &args.watch_namespaces;
-    if let Some(missing) = deployments
-        .iter()
-        .find(|ns| !watched.is_empty() && !watched.contains(ns))
-    {
-        return Err(message(format!(
-            "a scaleOnFailure policy targets namespace {missing}, whose pods are not watched: add --watch-namespace {missing}"
-        )));
-    }
-    Ok(WatchPlan {
-        pods: watched.clone(),
-        deployments,
-        nodes: rules.is_some_and(|r| r.current().config.resource_rules.is_some()),
-    })
-}
-
-/// Loads `--adapter-config` and lists its series once, so its metrics are served from the start.
-async fn adapter_rules(
-    args: &SourceArgs,
-    source: &Arc<dyn MetricSource>,
-    cluster: Option<kube::Client>,
-) -> Result<Option<Arc<AdapterRules>>, CliError> {
-    let Some(path) = &args.adapter_config else {
-        return Ok(None);
-    };
-    // Before the rules are read, so that overrides naming custom resources normalise as the cluster says.
-    if let Some(client) = &cluster {
-        match crate::adapter_rules::learn_cluster_resources(client).await {
-            Ok(learned) => {
-                tracing::info!(learned, "resources learned from the cluster's discovery")
-            }
-            Err(error) => {
-                tracing::warn!(error = %crate::error_chain::root_cause(&error), "cluster discovery failed; only the built-in resources resolve")
-            }
-        }
-    }
-    let text = crate::files::read_text(path, crate::files::CONFIG_LIMIT)
-        .map_err(|e| message(format!("cannot read {}: {e}", path.display())))?;
-    let config =
-        AdapterConfig::parse(&text).map_err(|e| message(format!("{}: {e}", path.display())))?;
-    for warning in &config.warnings {
-        tracing::warn!(file = %path.display(), "{warning}");
-    }
-    let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
-    if max_age < args.metrics_relist_interval {
-        return Err(message(
-            "--metrics-max-age must be at least --metrics-relist-interval, or series would drop out between relists",
-        ));
-    }
-    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age, cluster));
-    match rules.relist().await {
-        Ok(entries) => {
-            tracing::info!(entries, file = %path.display(), "Prometheus Adapter rules listed")
-        }
-        Err(error) => {
-            tracing::warn!(%error, "unable to list the Prometheus Adapter rules' series; retrying at the next relist")
-        }
-    }
-    Ok(Some(rules))
-}
-
-const WATCH_HINT: &str = "pass --kubeconfig FILE, or --inventory FILE to run without a cluster";
-
-/// A client of the cluster; `hint` says what to do when none is found.
-async fn kube_client(
-    kubeconfig: Option<&std::path::Path>,
-    hint: &str,
-) -> Result<kube::Client, CliError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| message(format!("cannot read kubeconfig {}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default())
-                .await
-                .map_err(|e| message(format!("kubeconfig {}: {e}", path.display())))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| message(format!("no cluster found ({e}); {hint}")))?,
-    };
-    kube::Client::try_from(config)
-        .map_err(|e| message(format!("cannot build the Kubernetes client: {e}")))
 }
 
 /// The names the self-signed certificate is valid for: the Service's (the aggregator dials
@@ -674,13 +516,12 @@ const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 /// `serve`.
 pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     check_authentication(args.authentication, args.bind_address)?;
-    args.source.sort_config_files()?;
+    let (settings, config) = args.source.load()?;
     if args.klog_verbosity.is_some() || args.klog_logtostderr.is_some() {
         tracing::info!(
             "--v and --logtostderr (klog's) are accepted and ignored; the log level is RUST_LOG's"
         );
     }
-    let config = load_config(&args.source)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => tls::ensure_self_signed(
@@ -697,24 +538,11 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
         ..Limits::default()
     };
     let guard = Guard::new(access(&args).await?, limits);
-    let (state, inputs) = build_state(&args.source, &config, guard).await?;
-    if let Some(rules) = &state.rules {
-        rules.spawn_relister(args.source.metrics_relist_interval);
-        if let Some(path) = &args.source.adapter_config {
-            rules.spawn_reloader(
-                path.clone(),
-                args.config_reload_interval,
-                state.metrics.clone(),
-            );
-        }
-    }
-    if let Some(opmonitor) = &config.opmonitor {
-        let collector = crate::xroad::collector::Collector::new(opmonitor.clone(), &state.metrics)
-            .map_err(message)?;
-        let election = opmonitor_election(&args, opmonitor).await?;
-        tokio::spawn(Arc::new(collector).run(state.inventory.clone(), election));
-    }
-    state.policies.spawn(inputs);
+    let adapter = Arc::new(Adapter::build(settings, config, guard).await?);
+    adapter
+        .start(args.config_reload_interval, &args.names.service_namespace)
+        .await?;
+    let state = adapter.state.clone();
     let address = SocketAddr::new(args.bind_address, args.secure_port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -743,33 +571,6 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Without a cluster (an inventory file) the adapter is the only collector; in a cluster a Lease elects one.
-async fn opmonitor_election(
-    args: &ServeArgs,
-    opmonitor: &crate::config::OpMonitorConfig,
-) -> Result<Option<crate::xroad::election::LeaderElection>, CliError> {
-    let election = &opmonitor.leader_election;
-    if args.source.inventory.is_some() || !election.enabled {
-        return Ok(None);
-    }
-    let client = kube_client(args.source.kubeconfig.as_deref(), WATCH_HINT).await?;
-    let namespace = election
-        .namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| args.names.service_namespace.clone());
-    let identity = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
-    Ok(Some(crate::xroad::election::LeaderElection::new(
-        client,
-        &namespace,
-        &election.lease_name,
-        &identity,
-        election.lease_duration,
-    )))
-}
-
 async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -788,9 +589,10 @@ async fn shutdown_signal() {
 
 /// `query`: runs the request through the server's own router, in process, and explains the result.
 pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
-    args.source.sort_config_files()?;
-    let config = load_config(&args.source)?;
-    let (state, _) = build_state(&args.source, &config, Guard::anonymous()).await?;
+    let (settings, config) = args.source.load()?;
+    let state = Adapter::build(settings, config, Guard::anonymous())
+        .await?
+        .state;
     wait_for_inventory(&state.inventory).await?;
     let target = args
         .target_average_value
@@ -905,9 +707,11 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
 
 /// `explain`: one evaluation of each policy, as if the pods' current states had held for `failFor`.
 pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
-    args.source.sort_config_files()?;
-    let config = load_config(&args.source)?;
-    let (state, inputs) = build_state(&args.source, &config, Guard::anonymous()).await?;
+    let (settings, config) = args.source.load()?;
+    let state = Adapter::build(settings, config.clone(), Guard::anonymous())
+        .await?
+        .state;
+    let configured = state.configured();
     wait_for_inventory(&state.inventory).await?;
     let selected: Vec<_> = config
         .scale_on_failure
@@ -936,7 +740,10 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
             "\npolicy {}: deployment {}/{}",
             policy.name, target.namespace, target.deployment
         );
-        let decision = match FailurePolicy::new(settled).evaluate(&inputs, now).await {
+        let decision = match FailurePolicy::new(settled)
+            .evaluate(configured.policies.context(), now)
+            .await
+        {
             Ok(decision) => decision,
             Err(cause) => {
                 println!("  cannot evaluate: {cause}");

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::apis::{Status, StatusDetails};
 use crate::auth::AuthError;
 use crate::auth::attributes::Attributes;
+use crate::promql::MatcherError;
 use crate::source::SourceError;
 
 /// What a client throttled with 429 is told to wait, in seconds (the generic apiserver's value).
@@ -77,6 +78,15 @@ impl ApiError {
     /// `unable to parse <param>: <detail>`, for `labelSelector` and `metricLabelSelector`.
     pub fn bad_selector(param: &str, detail: impl std::fmt::Display) -> Self {
         ApiError::BadRequest(format!("unable to parse {param}: {detail}"))
+    }
+
+    /// A selector with no PromQL form: an operator PromQL cannot express is a bad request as such; a key that
+    /// is no label name makes the selector unparseable, as the Prometheus Adapter words it.
+    pub fn unmatchable_selector(param: &str, error: MatcherError) -> Self {
+        match error {
+            MatcherError::UnsupportedOperator(_) => ApiError::BadRequest(error.to_string()),
+            MatcherError::InvalidLabelName(_) => ApiError::bad_selector(param, error),
+        }
     }
 
     /// The HTTP status and `Status` body for this error.

@@ -10,6 +10,7 @@
 
 pub mod adapter_rules;
 pub mod apis;
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod catalog;
@@ -20,10 +21,10 @@ pub mod duration;
 pub mod error;
 pub mod error_chain;
 pub mod files;
-pub mod health;
 pub mod hpa;
 pub mod inventory;
 pub mod names;
+pub mod pod_health;
 pub mod policy;
 pub mod promql;
 pub mod quantity;

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+pub mod runner;
+
 /// A pod's health as the signals see it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PodState {
@@ -67,7 +69,7 @@ pub struct ScaleOnFailurePolicy {
 
 /// What the policy decided, and why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct ReplicaDecision {
     /// The replica count to serve.
     pub replicas: u32,
     /// The load the decision used.
@@ -145,7 +147,7 @@ impl PolicyTracker {
     }
 
     /// Takes in the target's pods' health and the load at `now`; pods no longer present are forgotten.
-    pub fn evaluate(&mut self, now: i64, load: f64, pods: &[PodHealth]) -> Decision {
+    pub fn evaluate(&mut self, now: i64, load: f64, pods: &[PodHealth]) -> ReplicaDecision {
         let p = &self.policy;
         self.pods
             .retain(|name, _| pods.iter().any(|h| &h.pod == name));
@@ -204,7 +206,7 @@ impl PolicyTracker {
                 p.fail_for.as_secs()
             ));
         }
-        Decision {
+        ReplicaDecision {
             replicas,
             load,
             for_load,

@@ -60,6 +60,34 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// A configuration file the adapter reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// `--config`: the adapter's own configuration.
+    Config,
+    /// `--adapter-config`: Prometheus Adapter rules.
+    AdapterConfig,
+}
+
+impl ConfigFile {
+    /// The `file` label's value: the flag's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigFile::Config => "config",
+            ConfigFile::AdapterConfig => "adapter-config",
+        }
+    }
+}
+
+/// Labels of a configuration reload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// Which file: [`ConfigFile::as_str`].
+    pub file: &'static str,
+    /// `applied`, or why not.
+    pub reason: &'static str,
+}
+
 /// Labels of a scale-on-failure policy's series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -98,8 +126,8 @@ pub struct Metrics {
     pub cache_lookups: Family<ReasonLabels, Counter>,
     /// Answers dropped to keep the cache under its memory cap.
     pub cache_evictions: Counter,
-    /// Reloads of `--adapter-config` by outcome.
-    pub config_reloads: Family<ReasonLabels, Counter>,
+    /// Reloads of `--config` and `--adapter-config` by outcome.
+    pub config_reloads: Family<ReloadLabels, Counter>,
     /// Unix time of the last successful backend query: how stale served values can be.
     pub backend_last_success: Gauge,
     /// The replica count each scale-on-failure policy asks for.
@@ -126,7 +154,7 @@ impl Default for Metrics {
         let backend_errors = Family::<ReasonLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
         let cache_evictions = Counter::default();
-        let config_reloads = Family::<ReasonLabels, Counter>::default();
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
         let backend_last_success = Gauge::default();
         {
             let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
@@ -158,8 +186,9 @@ impl Default for Metrics {
             );
             own.register(
                 "config_reloads",
-                "Reloads of --adapter-config: applied; invalid or unlisted (the file does not parse, or its rules' \
-                 series cannot be listed), both leaving the previous rules serving",
+                "Reloads of --config and --adapter-config (file) by outcome (reason): applied; or invalid, \
+                 unlisted (the rules' series cannot be listed) or restart_required (a change only a restart \
+                 applies), each leaving the previous configuration serving",
                 config_reloads.clone(),
             );
             own.register(
@@ -238,6 +267,16 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .sub_registry_with_prefix("xroad_metrics_adapter")
             .register_collector(Box::new(InventoryCollector(inventory)));
+    }
+
+    /// Counts a reload of `file` and its outcome.
+    pub fn reloaded(&self, file: ConfigFile, reason: &'static str) {
+        self.config_reloads
+            .get_or_create(&ReloadLabels {
+                file: file.as_str(),
+                reason,
+            })
+            .inc();
     }
 
     /// Counts a cache outcome.

@@ -618,7 +618,7 @@ async fn edited_rules_are_reloaded_without_a_failed_request_and_broken_ones_are_
             async move {
                 adapter.get("/metrics").await.is_some_and(|(_, text)| {
                     text.contains(
-                        "xroad_metrics_adapter_config_reloads_total{reason=\"invalid\"} 1",
+                        "xroad_metrics_adapter_config_reloads_total{file=\"adapter-config\",reason=\"invalid\"} 1",
                     )
                 })
             }
@@ -637,7 +637,7 @@ async fn edited_rules_are_reloaded_without_a_failed_request_and_broken_ones_are_
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
     let (_, exposition) = adapter.get("/metrics").await.unwrap();
     assert!(
-        exposition.contains("xroad_metrics_adapter_config_reloads_total{reason=\"applied\"} 1"),
+        exposition.contains("xroad_metrics_adapter_config_reloads_total{file=\"adapter-config\",reason=\"applied\"} 1"),
         "{exposition}"
     );
     assert!(adapter.log_text().contains("keeping the rules in force"));

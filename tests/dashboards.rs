@@ -14,8 +14,6 @@
 //! Every metric a panel names is produced by the adapter (its captured exposition) or is one of the upstream
 //! series listed in the contract; nothing else is in the data set.
 
-#[path = "support/opmonitor.rs"]
-mod opmonitor;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -347,8 +345,7 @@ async fn adapter_history(end: i64) -> History {
         max_staleness: Duration::from_secs(1),
         ..Config::default()
     };
-    let (state, _) =
-        adapter_with(&backend.url, config, std::path::Path::new(INVENTORY), guard).await;
+    let state = adapter_with(&backend.url, config, std::path::Path::new(INVENTORY), guard).await;
     let opmonitor = opmonitor::FakeOpMonitor::start(opmonitor::steady_traffic()).await;
     let collector = Collector::new(opmonitor::config(&opmonitor.url), &state.metrics).unwrap();
     let policy = PolicyLabels {

@@ -20,7 +20,7 @@ use support::*;
 use xroad_metrics_adapter::adapter_rules::AdapterRules;
 use xroad_metrics_adapter::cache::QueryCache;
 use xroad_metrics_adapter::compat::rules::AdapterConfig;
-use xroad_metrics_adapter::server::AppState;
+use xroad_metrics_adapter::server::{AppState, Configured};
 use xroad_metrics_adapter::source::SeriesKeys;
 use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
 
@@ -59,21 +59,24 @@ impl MetricSource for RecordingBackend {
 /// The Sidecar adapter reading from a recording backend. A fresh cache per case, so every query is seen.
 fn recording_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
     let base = state("http://127.0.0.1:9");
-    Arc::new(AppState {
-        catalog: base.catalog.clone(),
-        cache: Arc::new(QueryCache::new(
-            backend,
-            Duration::from_secs(15),
-            Duration::from_secs(60),
-            base.metrics.clone(),
-        )),
-        inventory: base.inventory.clone(),
-        metrics: base.metrics.clone(),
-        rate_window: base.rate_window,
-        policies: base.policies.clone(),
-        guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
-        rules: None,
-    })
+    let configured = base.configured();
+    Arc::new(AppState::new(
+        Configured {
+            catalog: configured.catalog.clone(),
+            cache: Arc::new(QueryCache::new(
+                backend,
+                Duration::from_secs(15),
+                Duration::from_secs(60),
+                base.metrics.clone(),
+            )),
+            rate_window: configured.rate_window,
+            policies: configured.policies.clone(),
+        },
+        base.inventory.clone(),
+        base.metrics.clone(),
+        xroad_metrics_adapter::server::guard::Guard::anonymous(),
+        None,
+    ))
 }
 
 /// Rules that place request values in every template field: `.LabelMatchers` and `.GroupBy` in the custom

@@ -13,7 +13,7 @@ use serde_json::Value;
 use support::fake_kube::{FakeKube, objects};
 use support::served::ServedAdapter;
 use support::*;
-use xroad_metrics_adapter::cli::{self, SourceArgs};
+use xroad_metrics_adapter::app::{Adapter, Settings};
 use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::server::AppState;
 use xroad_metrics_adapter::server::guard::Guard;
@@ -45,21 +45,15 @@ async fn watching(
     let dir = tempfile::tempdir().unwrap();
     let mut config = config;
     config.prometheus.url = Some(prometheus.parse().unwrap());
-    let args = SourceArgs {
-        prometheus_url: None,
-        prometheus_verb: None,
-        prometheus_headers: vec![],
-        config: None,
-        inventory: None,
+    let settings = Settings {
         kubeconfig: Some(kube.kubeconfig(dir.path())),
         watch_namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
-        adapter_config: None,
-        metrics_relist_interval: Duration::from_secs(60),
-        metrics_max_age: None,
+        ..Settings::default()
     };
-    let (state, _) = cli::build_state(&args, &config, Guard::anonymous())
+    let state = Adapter::build(settings, config, Guard::anonymous())
         .await
-        .unwrap();
+        .unwrap()
+        .state;
     (state, dir)
 }
 

@@ -375,16 +375,19 @@ async fn health_version_and_self_metrics_endpoints() {
 #[tokio::test]
 async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
     let state = state("http://127.0.0.1:9");
-    let unsynced = std::sync::Arc::new(xroad_metrics_adapter::server::AppState {
-        catalog: state.catalog.clone(),
-        cache: state.cache.clone(),
-        inventory: std::sync::Arc::new(xroad_metrics_adapter::inventory::PodInventory::new()),
-        metrics: state.metrics.clone(),
-        rate_window: state.rate_window,
-        policies: state.policies.clone(),
-        guard: xroad_metrics_adapter::server::guard::Guard::anonymous(),
-        rules: None,
-    });
+    let configured = state.configured();
+    let unsynced = std::sync::Arc::new(xroad_metrics_adapter::server::AppState::new(
+        xroad_metrics_adapter::server::Configured {
+            catalog: configured.catalog.clone(),
+            cache: configured.cache.clone(),
+            rate_window: configured.rate_window,
+            policies: configured.policies.clone(),
+        },
+        std::sync::Arc::new(xroad_metrics_adapter::inventory::PodInventory::new()),
+        state.metrics.clone(),
+        xroad_metrics_adapter::server::guard::Guard::anonymous(),
+        None,
+    ));
     let (code, text) = get(&unsynced, "/readyz").await;
     assert_eq!(code, 500);
     assert!(

@@ -6,19 +6,14 @@
 
 mod support;
 
-#[path = "support/health_endpoint.rs"]
-mod health_endpoint;
-#[path = "support/hpa_model.rs"]
-mod hpa_model;
-
 use std::time::Duration;
 
-use health_endpoint::{Answer, HealthEndpoint};
-use hpa_model::{HpaModel, SYNC_PERIOD};
+use support::health_endpoint::{Answer, HealthEndpoint};
+use support::hpa_model::{HpaModel, SYNC_PERIOD};
 use support::*;
 use xroad_metrics_adapter::config::Config;
-use xroad_metrics_adapter::health::{CheckOutcome, HealthChecker};
 use xroad_metrics_adapter::hpa::{self, DEFAULT_TOLERANCE};
+use xroad_metrics_adapter::pod_health::{CheckOutcome, HealthChecker};
 use xroad_metrics_adapter::policy::{PodHealth, PodState, PolicyTracker, ScaleOnFailurePolicy};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -332,7 +327,7 @@ async fn failing_pods_raise_the_served_replica_count_and_kubectl_reads_it() {
     let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
     let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
     let _c = HealthEndpoint::start("127.0.0.33", port, Answer::Maintenance).await;
-    let (state, inputs) = adapter(
+    let state = adapter(
         &prometheus.url,
         policy_config(port),
         &loopback_inventory(dir.path()),
@@ -346,8 +341,9 @@ async fn failing_pods_raise_the_served_replica_count_and_kubectl_reads_it() {
     .await;
     assert_eq!(code, 404, "nothing evaluated yet: {status}");
 
-    let policy = state.policies.all()[0].clone();
-    policy.tick(&inputs).await;
+    let configured = state.configured();
+    let policy = configured.policies.all()[0].clone();
+    policy.tick(configured.policies.context()).await;
     let decision = policy.latest().unwrap().unwrap();
     assert_eq!(decision.load, 50.0, "12.5 + 17.5 + 20 packets/s");
     assert_eq!(decision.failing_now, [SECONDARY_B]);
@@ -414,14 +410,15 @@ async fn an_unhealthy_endpoint_and_a_hung_one_both_count_as_failing() {
     .await;
     let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Hang).await;
     let _c = HealthEndpoint::start("127.0.0.33", port, Answer::Healthy).await;
-    let (state, inputs) = adapter(
+    let state = adapter(
         &prometheus.url,
         policy_config(port),
         &loopback_inventory(dir.path()),
     )
     .await;
-    let policy = state.policies.all()[0].clone();
-    policy.tick(&inputs).await;
+    let configured = state.configured();
+    let policy = configured.policies.all()[0].clone();
+    policy.tick(configured.policies.context()).await;
     let decision = policy.latest().unwrap().unwrap();
     assert_eq!(decision.failing_now, [SECONDARY_A, SECONDARY_B]);
     assert_eq!(
@@ -439,14 +436,15 @@ async fn an_unhealthy_endpoint_and_a_hung_one_both_count_as_failing() {
 async fn a_policy_without_its_load_metric_fails_loudly_instead_of_guessing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (state, inputs) = adapter(
+    let state = adapter(
         &format!("http://127.0.0.1:{}", free_port()),
         policy_config(port),
         &loopback_inventory(dir.path()),
     )
     .await;
-    let policy = state.policies.all()[0].clone();
-    policy.tick(&inputs).await;
+    let configured = state.configured();
+    let policy = configured.policies.all()[0].clone();
+    policy.tick(configured.policies.context()).await;
     let (code, status) = get(
         &state,
         &format!("{DEPLOYMENT_PATH}/xroad_scale_on_failure_replicas"),
@@ -465,7 +463,7 @@ async fn a_policy_without_its_load_metric_fails_loudly_instead_of_guessing() {
 #[tokio::test]
 async fn discovery_lists_the_policy_metrics_only_when_a_policy_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let (with, _) = adapter(
+    let with = adapter(
         "http://127.0.0.1:9",
         policy_config(5588),
         &loopback_inventory(dir.path()),

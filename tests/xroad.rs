@@ -3,14 +3,14 @@
 //! can run here); everything after it is real: the collector, its `/metrics` exposition, Prometheus, the
 //! adapter's API and `kubectl`.
 
-#[path = "support/opmonitor.rs"]
-mod opmonitor;
 mod support;
 
 use std::sync::Arc;
 
-use opmonitor::{FakeOpMonitor, IP_A, IP_B, Reply, ServerVersion, config, record, steady_traffic};
 use serde_json::{Value, json};
+use support::opmonitor::{
+    FakeOpMonitor, IP_A, IP_B, Reply, ServerVersion, config, record, steady_traffic,
+};
 use support::*;
 use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::inventory::{self, PodInventory};
@@ -590,7 +590,7 @@ async fn scraped_history(
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() {
     let fake = FakeOpMonitor::start(steady_traffic()).await;
-    let (state, _) = adapter(
+    let state = adapter(
         "http://127.0.0.1:9",
         Config::default(),
         std::path::Path::new(INVENTORY),
@@ -599,7 +599,7 @@ async fn kubectl_reads_exact_per_pod_message_rates_from_the_collected_records() 
     let collector = Collector::new(config(&fake.url), &state.metrics).unwrap();
     let history = scraped_history(&collector, &fake, &state.metrics, &state.inventory).await;
     let prometheus = Prometheus::start_openmetrics(&history).await;
-    let (state, _) = adapter(
+    let state = adapter(
         &prometheus.url,
         Config::default(),
         std::path::Path::new(INVENTORY),
@@ -691,7 +691,7 @@ fn jmx_gauges() -> String {
 async fn the_jmx_preset_serves_window_counts_per_second() {
     let prometheus = Prometheus::start_openmetrics(&jmx_gauges()).await;
     let config = Config::parse("c.yaml", "xroad: {throughput: jmx}\n").unwrap();
-    let (state, _) = adapter(&prometheus.url, config, std::path::Path::new(INVENTORY)).await;
+    let state = adapter(&prometheus.url, config, std::path::Path::new(INVENTORY)).await;
     let path = |metric: &str| {
         format!(
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/sidecar/pods/%2A/{metric}?labelSelector=run%3Dsecurity-server-sidecar-secondary"
@@ -875,7 +875,7 @@ async fn a_cursor_left_by_a_long_outage_restarts_at_the_present() {
 async fn a_real_prometheus_scrapes_the_collector_series_over_tls_with_their_labels() {
     let fake = FakeOpMonitor::start(steady_traffic()).await;
     fake.set_now(NOW);
-    let (state, _) = adapter(
+    let state = adapter(
         "http://127.0.0.1:9",
         Config::default(),
         std::path::Path::new(INVENTORY),

@@ -71,9 +71,9 @@ impl Verdict for Option<UserInfo> {
     }
 }
 
-impl Verdict for Decision {
+impl Verdict for AccessDecision {
     fn positive(&self) -> bool {
-        matches!(self, Decision::Allowed)
+        matches!(self, AccessDecision::Allowed)
     }
 }
 
@@ -180,7 +180,7 @@ impl TokenReviewer {
 
 /// A SubjectAccessReview's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum AccessDecision {
     /// `allowed: true`.
     Allowed,
     /// Anything else, with the authorizer's reason.
@@ -192,7 +192,7 @@ pub struct AccessReviewer {
     client: kube::Client,
     timing: ReviewTiming,
     /// Keyed by the whole user and all attributes.
-    answers: Cache<(UserInfo, Attributes), Decision>,
+    answers: Cache<(UserInfo, Attributes), AccessDecision>,
     slots: Semaphore,
 }
 
@@ -212,7 +212,7 @@ impl AccessReviewer {
         &self,
         user: &UserInfo,
         attributes: &Attributes,
-    ) -> Result<Decision, ReviewError> {
+    ) -> Result<AccessDecision, ReviewError> {
         self.answers
             .try_get_with(
                 (user.clone(), attributes.clone()),
@@ -222,7 +222,11 @@ impl AccessReviewer {
             .map_err(|e| (*e).clone())
     }
 
-    async fn ask(&self, user: &UserInfo, attributes: &Attributes) -> Result<Decision, ReviewError> {
+    async fn ask(
+        &self,
+        user: &UserInfo,
+        attributes: &Attributes,
+    ) -> Result<AccessDecision, ReviewError> {
         let _slot = slot(&self.slots)?;
         let (resource_attributes, non_resource_attributes) = match attributes {
             Attributes::Resource(r) => {
@@ -268,10 +272,10 @@ impl AccessReviewer {
         .await?;
         let status = answer.status.unwrap_or_default();
         Ok(if status.allowed {
-            Decision::Allowed
+            AccessDecision::Allowed
         } else {
             let reason = status.reason.unwrap_or_default();
-            Decision::Denied(match status.evaluation_error {
+            AccessDecision::Denied(match status.evaluation_error {
                 Some(error) if !error.is_empty() && reason.is_empty() => error,
                 _ => reason,
             })

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::AppState;
+use super::probes::is_probe;
 use crate::auth::attributes::Attributes;
 use crate::auth::{Access, PeerCertificates};
 use crate::error::ApiError;
@@ -65,16 +66,6 @@ impl Guard {
             delegated.register_metrics(metrics);
         }
     }
-}
-
-/// `/healthz`, `/livez`, `/readyz` and their checks.
-fn is_probe(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz"].iter().any(|p| {
-        path == *p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
 }
 
 /// The middleware.
@@ -200,25 +191,4 @@ async fn authenticated_and_allowed(
 ) -> Result<(), crate::auth::AuthError> {
     let user = authenticate(delegated, request).await?;
     delegated.authorize(&user, &attributes(request)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probes_and_their_sub_paths_are_probes_and_nothing_else_is() {
-        for path in [
-            "/healthz",
-            "/livez",
-            "/readyz",
-            "/readyz/ping",
-            "/livez/ping",
-        ] {
-            assert!(is_probe(path), "{path}");
-        }
-        for path in ["/readyzz", "/metrics", "/apis", "/livez-not"] {
-            assert!(!is_probe(path), "{path}");
-        }
-    }
 }

@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::AppState;
+use super::params::{quantity, selector_param};
 use super::routes::{CustomRequest, ObjectName, Route};
-use super::{AppState, quantity, selector_param};
 use crate::adapter_rules::AdapterRules;
 use crate::apis::{self, ContainerMetrics, ExternalMetricValue, MetricValue, ObjectReference};
 use crate::catalog::PODS;
@@ -17,16 +18,10 @@ use crate::compat::query::{Objects, QueryError, custom_query, external_query, gr
 use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
 use crate::compat::resources::{GroupResource, parse_group_resource, resolve};
 use crate::error::ApiError;
-use crate::promql::MatcherError;
 
 fn query_error(error: QueryError, key: &str) -> ApiError {
     match error {
-        QueryError::Selector(MatcherError::UnsupportedOperator(_)) => {
-            ApiError::BadRequest(error.to_string())
-        }
-        QueryError::Selector(e @ MatcherError::InvalidLabelName(_)) => {
-            ApiError::bad_selector(key, e)
-        }
+        QueryError::Selector(error) => ApiError::unmatchable_selector(key, error),
         other => ApiError::RuleQuery(other.to_string()),
     }
 }
@@ -103,7 +98,7 @@ pub(super) async fn custom(
             };
             let promql = custom_query(rule, &source.series, &resource, namespace, objects, &metric_selector)
                 .map_err(|e| query_error(e, "metricLabelSelector"))?;
-            let answer = state.cache.query(&promql).await.map_err(ApiError::Backend)?;
+            let answer = state.configured().cache.query(&promql).await.map_err(ApiError::Backend)?;
             let label = rule
                 .resources
                 .label_for_resource(&resource)
@@ -166,6 +161,7 @@ pub(super) async fn external(
             let promql = external_query(rule, &source.series, namespace, &selector)
                 .map_err(|e| query_error(e, "labelSelector"))?;
             let answer = state
+                .configured()
                 .cache
                 .query(&promql)
                 .await
@@ -206,8 +202,14 @@ pub(super) async fn resource_metrics(
         .as_ref()
         .ok_or(ApiError::PathNotFound)?;
     let failed = |e: QueryError| ApiError::RuleQuery(e.to_string());
-    let fetch =
-        |promql: String| async move { state.cache.query(&promql).await.map_err(ApiError::Backend) };
+    let fetch = |promql: String| async move {
+        state
+            .configured()
+            .cache
+            .query(&promql)
+            .await
+            .map_err(ApiError::Backend)
+    };
     match route {
         Route::NodeMetrics { name } => {
             let (cpu, memory) = futures::try_join!(

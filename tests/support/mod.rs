@@ -7,9 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xroad_metrics_adapter::cli::{self, SourceArgs};
+use xroad_metrics_adapter::app::{Adapter, Settings};
 use xroad_metrics_adapter::config::Config;
-use xroad_metrics_adapter::health::Inputs;
 use xroad_metrics_adapter::server::guard::Guard;
 use xroad_metrics_adapter::server::{self, AppState, tls};
 
@@ -25,8 +24,14 @@ pub mod control_plane;
 pub mod delegated;
 #[path = "fake_kube.rs"]
 pub mod fake_kube;
+#[path = "health_endpoint.rs"]
+pub mod health_endpoint;
+#[path = "hpa_model.rs"]
+pub mod hpa_model;
 #[path = "kubelet_metrics.rs"]
 pub mod kubelet_metrics;
+#[path = "opmonitor.rs"]
+pub mod opmonitor;
 #[path = "peers.rs"]
 pub mod peers;
 #[path = "pki.rs"]
@@ -158,15 +163,11 @@ pub fn state_with(prometheus_url: &str, refresh: Duration, staleness: Duration) 
         ..Config::default()
     };
     // Building from an inventory file awaits no tokio resource, so blocking here is safe in any test.
-    futures::executor::block_on(adapter(prometheus_url, config, Path::new(INVENTORY))).0
+    futures::executor::block_on(adapter(prometheus_url, config, Path::new(INVENTORY)))
 }
 
 /// The adapter as `serve` builds it, from a configuration and an inventory file.
-pub async fn adapter(
-    prometheus_url: &str,
-    config: Config,
-    inventory: &Path,
-) -> (Arc<AppState>, Arc<Inputs>) {
+pub async fn adapter(prometheus_url: &str, config: Config, inventory: &Path) -> Arc<AppState> {
     adapter_with(prometheus_url, config, inventory, Guard::anonymous()).await
 }
 
@@ -176,43 +177,28 @@ pub async fn adapter_with(
     mut config: Config,
     inventory: &Path,
     guard: Guard,
-) -> (Arc<AppState>, Arc<Inputs>) {
+) -> Arc<AppState> {
     config.prometheus.url = Some(prometheus_url.parse().unwrap());
-    let args = SourceArgs {
-        prometheus_url: None,
-        prometheus_verb: None,
-        prometheus_headers: vec![],
-        config: None,
+    let settings = Settings {
         inventory: Some(inventory.to_owned()),
-        kubeconfig: None,
-        watch_namespaces: vec![],
-        adapter_config: None,
-        metrics_relist_interval: Duration::from_secs(60),
-        metrics_max_age: None,
+        ..Settings::default()
     };
-    cli::build_state(&args, &config, guard).await.unwrap()
+    Adapter::build(settings, config, guard).await.unwrap().state
 }
 
 /// The Sidecar adapter serving the Prometheus Adapter rules in `adapter_config` too (listed once, at start).
 pub async fn with_adapter_rules(prometheus_url: &str, adapter_config: &Path) -> Arc<AppState> {
     let mut config = Config::default();
     config.prometheus.url = Some(prometheus_url.parse().unwrap());
-    let args = SourceArgs {
-        prometheus_url: None,
-        prometheus_verb: None,
-        prometheus_headers: vec![],
-        config: None,
+    let settings = Settings {
         inventory: Some(INVENTORY.into()),
-        kubeconfig: None,
-        watch_namespaces: vec![],
         adapter_config: Some(adapter_config.to_owned()),
-        metrics_relist_interval: Duration::from_secs(60),
-        metrics_max_age: None,
+        ..Settings::default()
     };
-    cli::build_state(&args, &config, Guard::anonymous())
+    Adapter::build(settings, config, Guard::anonymous())
         .await
         .unwrap()
-        .0
+        .state
 }
 
 /// The Sidecar adapter of `state()` behind `guard`.
@@ -224,7 +210,6 @@ pub async fn guarded(prometheus_url: &str, guard: Guard) -> Arc<AppState> {
         guard,
     )
     .await
-    .0
 }
 
 /// Sends one GET through the router in process; returns status and JSON (or text as a JSON string).

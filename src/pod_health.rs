@@ -1,22 +1,18 @@
 //! Per-pod health for the scale-on-failure policies: the pod's status, kubelet liveness-probe failures from
-//! Prometheus, and the Security Server health check on port 5588 (X-Road's PR-OPMON, UG-SS and the Sidecar user guide), combined
-//! into one state per pod; and the loop that feeds them, with the load, to each policy.
+//! Prometheus, and the Security Server health check on port 5588 (X-Road's PR-OPMON, UG-SS and the Sidecar
+//! user guide), combined into one state per pod.
 //!
-//! Classification, debouncing and assessment are pure functions; probing and the loop are the I/O edge.
+//! Classification, debouncing and assessment are pure functions; [`HealthChecker`] is the I/O edge that
+//! probes the pods.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::QueryCache;
-use crate::catalog::{Catalog, Scope};
-use crate::config::{HealthCheckConfig, ScaleOnFailureConfig, SignalsConfig};
-use crate::inventory::{PodInfo, PodInventory};
-use crate::policy::{Decision, PodHealth, PodState, PolicyTracker, ScaleOnFailurePolicy};
-use crate::promql;
-use crate::telemetry::{Metrics, PodStateLabels, PolicyLabels};
-use crate::unix_now;
+use crate::config::{HealthCheckConfig, SignalsConfig};
+use crate::inventory::PodInfo;
+use crate::policy::{PodHealth, PodState};
 
 /// What one health-check request said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +64,7 @@ fn failure_reason(body: &str) -> &'static str {
 /// Classifies a health-check answer.
 ///
 /// ```
-/// use xroad_metrics_adapter::health::{classify, CheckOutcome};
+/// use xroad_metrics_adapter::pod_health::{classify, CheckOutcome};
 /// assert_eq!(classify(200, ""), CheckOutcome::Ok);
 /// assert_eq!(classify(503, "Health check interface is in maintenance mode."), CheckOutcome::Maintenance);
 /// assert!(matches!(classify(500, "Global configuration is expired\n"),
@@ -360,269 +356,6 @@ pub fn check_url(config: &HealthCheckConfig, ip: IpAddr) -> String {
     // `SocketAddr` writes `[v6]:port` and `v4:port`.
     let address = std::net::SocketAddr::new(ip, config.port);
     format!("{}://{address}{}", config.scheme, config.path)
-}
-
-/// What the policies read besides health: pods, the backend and the catalogue.
-pub struct Inputs {
-    /// Pods and Deployments.
-    pub inventory: Arc<PodInventory>,
-    /// Backend answers.
-    pub cache: Arc<QueryCache>,
-    /// The load metrics.
-    pub catalog: Catalog,
-    /// The `rate()` window of the catalogue's metrics.
-    pub rate_window: Duration,
-    /// Where the policies' gauges go.
-    pub metrics: Arc<Metrics>,
-}
-
-/// A policy's latest outcome.
-pub type Outcome = Result<Arc<Decision>, String>;
-
-/// One configured policy: its memory, its checker and its latest outcome.
-pub struct FailurePolicy {
-    /// Its configuration.
-    pub config: ScaleOnFailureConfig,
-    tracker: Mutex<PolicyTracker>,
-    checker: HealthChecker,
-    latest: RwLock<Option<(i64, Outcome)>>,
-    exported_pods: Mutex<HashSet<String>>,
-}
-
-impl FailurePolicy {
-    /// A policy that has not evaluated yet.
-    pub fn new(config: ScaleOnFailureConfig) -> Self {
-        let tracker = PolicyTracker::new(ScaleOnFailurePolicy {
-            capacity_per_pod: config.capacity_per_pod,
-            min_healthy: config.min_healthy,
-            max_extra: config.max_extra,
-            max_replicas: config.max_replicas,
-            fail_for: config.fail_for,
-            recover_for: config.recover_for,
-        });
-        Self {
-            config,
-            tracker: Mutex::new(tracker),
-            checker: HealthChecker::default(),
-            latest: RwLock::new(None),
-            exported_pods: Mutex::new(HashSet::new()),
-        }
-    }
-
-    /// How often the policy evaluates: the health-check period.
-    pub fn period(&self) -> Duration {
-        self.config.signals.health_check.period
-    }
-
-    /// Gathers every signal and the load once, and decides.
-    pub async fn evaluate(&self, inputs: &Inputs, now: i64) -> Outcome {
-        let target = &self.config.target;
-        let deployment = inputs
-            .inventory
-            .deployment(&target.namespace, &target.deployment)
-            .ok_or_else(|| {
-                format!(
-                    "deployment {}/{} not found",
-                    target.namespace, target.deployment
-                )
-            })?;
-        let pods = inputs
-            .inventory
-            .select(&target.namespace, &deployment.selector);
-        let signals = &self.config.signals;
-
-        let active = if signals.health_check.enabled {
-            self.checker.probe(&pods, &signals.health_check).await
-        } else {
-            HashMap::new()
-        };
-        let liveness = if signals.probes {
-            let promql = format!(
-                "sum by (namespace, pod) (increase(prober_probe_total{{{},probe_type=\"Liveness\",result=\"failed\"}}[{}s]))",
-                promql::equal("namespace", &target.namespace),
-                signals.probe_window.as_secs()
-            );
-            match inputs.cache.query(&promql).await {
-                Ok(answer) => Some(by_pod(&answer.samples)),
-                Err(error) => {
-                    tracing::warn!(policy = self.config.name, %error, "liveness-probe signal unavailable");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-
-        let metric = inputs
-            .catalog
-            .pod_metric(&self.config.load_metric)
-            .ok_or_else(|| format!("unknown load metric {}", self.config.load_metric))?;
-        let load_query =
-            metric.per_pod_query(Scope::Namespace(&target.namespace), &[], inputs.rate_window);
-        let load_answer = inputs.cache.query(&load_query).await.map_err(|e| {
-            format!(
-                "unable to fetch the load metric {}: {e}",
-                self.config.load_metric
-            )
-        })?;
-        let per_pod = by_pod(&load_answer.samples);
-        let load: f64 = pods
-            .iter()
-            .filter_map(|p| per_pod.get(&p.name))
-            .filter(|v| v.is_finite())
-            .sum();
-
-        let health: Vec<PodHealth> = pods
-            .iter()
-            .map(|pod| {
-                let failures = liveness
-                    .as_ref()
-                    .map(|m| m.get(&pod.name).copied().unwrap_or(0.0));
-                assess(pod, now, signals, failures, active.get(&pod.name))
-            })
-            .collect();
-        let decision = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .evaluate(now, load, &health);
-        Ok(Arc::new(decision))
-    }
-
-    /// Evaluates, records the outcome and exports it on `/metrics`.
-    pub async fn tick(&self, inputs: &Inputs) {
-        let now = unix_now();
-        let outcome = self.evaluate(inputs, now).await;
-        match &outcome {
-            Ok(decision) => self.export(&inputs.metrics, decision),
-            Err(error) => {
-                tracing::warn!(policy = self.config.name, %error, "scale-on-failure evaluation failed")
-            }
-        }
-        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Some((now, outcome));
-    }
-
-    fn export(&self, metrics: &Metrics, decision: &Decision) {
-        let target = &self.config.target;
-        let labels = PolicyLabels {
-            namespace: target.namespace.clone(),
-            deployment: target.deployment.clone(),
-            policy: self.config.name.clone(),
-        };
-        metrics
-            .scale_on_failure_replicas
-            .get_or_create(&labels)
-            .set(decision.replicas.into());
-        metrics
-            .unhealthy_pods
-            .get_or_create(&labels)
-            .set(decision.failing_now.len() as i64);
-        let mut exported = self.exported_pods.lock().unwrap_or_else(|e| e.into_inner());
-        let state_labels = |pod: &str, state: PodState| PodStateLabels {
-            namespace: target.namespace.clone(),
-            pod: pod.to_owned(),
-            state: state.as_str(),
-        };
-        const STATES: [PodState; 4] = [
-            PodState::Healthy,
-            PodState::Failing,
-            PodState::Maintenance,
-            PodState::Unknown,
-        ];
-        for gone in exported.iter().filter(|p| !decision.pods.contains_key(*p)) {
-            for state in STATES {
-                metrics.pod_health.remove(&state_labels(gone, state));
-            }
-        }
-        for (pod, health) in &decision.pods {
-            for state in STATES {
-                metrics
-                    .pod_health
-                    .get_or_create(&state_labels(pod, state))
-                    .set(i64::from(state == health.state));
-            }
-        }
-        *exported = decision.pods.keys().cloned().collect();
-    }
-
-    /// The latest outcome, or an error once it is older than three periods (the loop has stalled).
-    pub fn latest(&self) -> Option<Outcome> {
-        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
-        let (at, outcome) = latest.as_ref()?;
-        let max_age =
-            (self.period() * 3 + self.config.signals.health_check.timeout).as_secs() as i64;
-        if unix_now() - at > max_age {
-            return Some(Err(format!(
-                "the last evaluation is {}s old",
-                unix_now() - at
-            )));
-        }
-        Some(outcome.clone())
-    }
-
-    /// Evaluates every `period` until the process ends.
-    pub async fn run(self: Arc<Self>, inputs: Arc<Inputs>) {
-        let mut interval = tokio::time::interval(self.period());
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            // Before the first list every Deployment looks missing; the served metric stays absent (404)
-            // instead of an evaluation that can only fail.
-            if inputs.inventory.is_synced() {
-                self.tick(&inputs).await;
-            }
-        }
-    }
-}
-
-fn by_pod(samples: &[crate::source::Sample]) -> BTreeMap<String, f64> {
-    samples
-        .iter()
-        .filter_map(|s| Some((s.labels.get("pod")?.clone(), s.value)))
-        .collect()
-}
-
-/// Every configured policy.
-#[derive(Default)]
-pub struct FailurePolicies {
-    policies: Vec<Arc<FailurePolicy>>,
-}
-
-impl FailurePolicies {
-    /// The policies of the configuration.
-    pub fn new(configs: &[ScaleOnFailureConfig]) -> Self {
-        Self {
-            policies: configs
-                .iter()
-                .cloned()
-                .map(|c| Arc::new(FailurePolicy::new(c)))
-                .collect(),
-        }
-    }
-
-    /// True when none is configured.
-    pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
-    }
-
-    /// All policies.
-    pub fn all(&self) -> &[Arc<FailurePolicy>] {
-        &self.policies
-    }
-
-    /// The policy for a Deployment.
-    pub fn for_deployment(&self, namespace: &str, deployment: &str) -> Option<&Arc<FailurePolicy>> {
-        self.policies.iter().find(|p| {
-            p.config.target.namespace == namespace && p.config.target.deployment == deployment
-        })
-    }
-
-    /// Starts one evaluation loop per policy.
-    pub fn spawn(&self, inputs: Arc<Inputs>) {
-        for policy in &self.policies {
-            tokio::spawn(policy.clone().run(inputs.clone()));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,480 @@
+//! The composition root: builds the running adapter (backend, cache, inventory and its watches, rules,
+//! policies, collector) from the configuration and the command line's settings, and puts a reloaded
+//! configuration in force. `serve`, `query`, `explain` and the integration tests all start here.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::adapter_rules::AdapterRules;
+use crate::cache::QueryCache;
+use crate::catalog::Catalog;
+use crate::compat::rules::AdapterConfig;
+use crate::config::{Config, ConfigError, HttpMethod, OpMonitorConfig};
+use crate::inventory::watch::WatchPlan;
+use crate::inventory::{self, InventoryError, PodInventory};
+use crate::policy::runner::{FailurePolicies, PolicyContext};
+use crate::server::guard::Guard;
+use crate::server::{AppState, Configured};
+use crate::source::{MetricSource, PrometheusSource};
+use crate::telemetry::{ConfigFile, Metrics};
+use crate::xroad::collector::Collector;
+use crate::xroad::election::LeaderElection;
+
+/// What the command line decides besides the configuration file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration file (`--config`); its absence means the defaults.
+    pub config: Option<PathBuf>,
+    /// Overrides the file's `prometheus.url`.
+    pub prometheus_url: Option<url::Url>,
+    /// Overrides the file's `prometheus.method`.
+    pub prometheus_method: Option<HttpMethod>,
+    /// Added to the file's `prometheus.headers`.
+    pub prometheus_headers: Vec<(String, String)>,
+    /// Pods from this snapshot instead of the cluster.
+    pub inventory: Option<PathBuf>,
+    /// The cluster's kubeconfig (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces whose pods are watched; empty for all.
+    pub watch_namespaces: Vec<String>,
+    /// Prometheus Adapter rules served next to the built-in metrics.
+    pub adapter_config: Option<PathBuf>,
+    /// How often the rules' series are listed again.
+    pub metrics_relist_interval: Duration,
+    /// How recently a series must have had samples to be listed (default: the relist interval).
+    pub metrics_max_age: Option<Duration>,
+}
+
+impl Default for Settings {
+    /// No files and no cluster settings: the defaults of the flags.
+    fn default() -> Self {
+        Self {
+            config: None,
+            prometheus_url: None,
+            prometheus_method: None,
+            prometheus_headers: Vec::new(),
+            inventory: None,
+            kubeconfig: None,
+            watch_namespaces: Vec::new(),
+            adapter_config: None,
+            metrics_relist_interval: Duration::from_secs(60),
+            metrics_max_age: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The configuration file with the command line's overrides applied.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        Ok(self.overridden(config))
+    }
+
+    fn overridden(&self, mut config: Config) -> Config {
+        if let Some(url) = &self.prometheus_url {
+            config.prometheus.url = Some(url.clone());
+        }
+        if let Some(method) = self.prometheus_method {
+            config.prometheus.method = method;
+        }
+        config
+            .prometheus
+            .headers
+            .extend(self.prometheus_headers.iter().cloned());
+        config
+    }
+}
+
+/// Why the adapter cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A bad configuration file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A bad inventory file.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// A configuration whose parts do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+    /// A configuration that needs a restart to apply (on reload only).
+    #[error("{0}")]
+    RestartRequired(String),
+    /// No cluster to reach, or no client for it.
+    #[error("{0}")]
+    Cluster(String),
+}
+
+impl AppError {
+    /// The `reason` label a failed reload is counted under.
+    fn reason(&self) -> &'static str {
+        match self {
+            AppError::RestartRequired(_) => "restart_required",
+            _ => "invalid",
+        }
+    }
+}
+
+/// The running adapter.
+pub struct Adapter {
+    /// What the server's handlers share.
+    pub state: Arc<AppState>,
+    settings: Settings,
+    /// The configuration in force.
+    config: Mutex<Config>,
+    /// The cluster pods and Deployments are watched in; none with an inventory snapshot.
+    cluster: Option<kube::Client>,
+    /// The namespaces whose Deployments are watched: a reload cannot target others.
+    deployment_namespaces: Vec<String>,
+    /// Whether [`Adapter::start`] has run: a reload then starts the new policies' loops.
+    started: AtomicBool,
+}
+
+const WATCH_HINT: &str = "pass --kubeconfig FILE, or --inventory FILE to run without a cluster";
+
+impl Adapter {
+    /// Builds the adapter for `config` (as [`Settings::load_config`] reads it); with an inventory snapshot
+    /// the pods are loaded now, otherwise their watches start. Nothing runs in the background until
+    /// [`Adapter::start`], so `query` and tests can drive each part themselves.
+    pub async fn build(settings: Settings, config: Config, guard: Guard) -> Result<Self, AppError> {
+        let metrics = Arc::new(Metrics::default());
+        guard.register_metrics(&metrics);
+        // The cluster: pods and Deployments are watched in it, and adapter rules learn its resources from it.
+        let cluster = match &settings.inventory {
+            Some(_) => None,
+            None => Some(kube_client(settings.kubeconfig.as_deref(), WATCH_HINT).await?),
+        };
+        let source = backend(&config)?;
+        let rules = adapter_rules(&settings, &source, cluster.clone()).await?;
+        let inventory = Arc::new(PodInventory::new());
+        metrics.register_inventory(inventory.clone());
+        if let Some(path) = &settings.inventory {
+            inventory.load(inventory::load_file(path)?);
+        }
+        let plan = watch_plan(&settings, &config, rules.as_deref())?;
+        if let Some(client) = &cluster {
+            inventory::watch::start(client, &plan, &inventory);
+        }
+        let cache = Arc::new(cache(source, &config, &metrics));
+        let configured = configured(&config, cache, &inventory, &metrics, None)?;
+        Ok(Self {
+            state: Arc::new(AppState::new(configured, inventory, metrics, guard, rules)),
+            settings,
+            config: Mutex::new(config),
+            cluster,
+            deployment_namespaces: plan.deployments,
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts what serving runs in the background: the policies' loops, the op-monitor collector, the rules'
+    /// relists, and the reloads of both configuration files (checked every `reload_every` and on SIGHUP).
+    /// `lease_namespace` is where the collectors' Lease lives unless the configuration names one.
+    pub async fn start(
+        self: &Arc<Self>,
+        reload_every: Duration,
+        lease_namespace: &str,
+    ) -> Result<(), AppError> {
+        self.started.store(true, Ordering::SeqCst);
+        self.state.configured().policies.spawn();
+        let opmonitor = self.config().opmonitor;
+        if let Some(opmonitor) = opmonitor {
+            let collector = Collector::new(opmonitor.clone(), &self.state.metrics)
+                .map_err(AppError::Invalid)?;
+            let election = self.election(&opmonitor, lease_namespace).await?;
+            tokio::spawn(Arc::new(collector).run(self.state.inventory.clone(), election));
+        }
+        if let Some(rules) = &self.state.rules {
+            rules.spawn_relister(self.settings.metrics_relist_interval);
+            if let Some(path) = &self.settings.adapter_config {
+                rules.spawn_reloader(path.clone(), reload_every, self.state.metrics.clone());
+            }
+        }
+        if let Some(path) = &self.settings.config {
+            let this = self.clone();
+            crate::files::watch(path.clone(), reload_every, move |text| {
+                this.reload_text(&text);
+                std::future::ready(())
+            });
+        }
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads a new text of `--config`, logs and counts the outcome.
+    fn reload_text(&self, text: &str) {
+        let path = self.settings.config.as_deref().unwrap_or(".".as_ref());
+        let outcome = Config::parse(&path.display().to_string(), text)
+            .map_err(AppError::from)
+            .and_then(|config| self.reload(self.settings.overridden(config)));
+        let reason = match outcome {
+            Ok(true) => {
+                tracing::info!(file = %path.display(), "configuration reloaded");
+                "applied"
+            }
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "the new configuration is not applied; the configuration in force keeps serving");
+                error.reason()
+            }
+        };
+        self.state.metrics.reloaded(ConfigFile::Config, reason);
+    }
+
+    /// Puts `config` in force for every request that starts from now on, or leaves the configuration in
+    /// force untouched and says why not. Returns false when `config` is the one in force. What did not change
+    /// is kept: the cache (and its answers) while the backend settings are the same, and each policy
+    /// configured as before, with its memory.
+    pub fn reload(&self, config: Config) -> Result<bool, AppError> {
+        let mut in_force = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if config == *in_force {
+            return Ok(false);
+        }
+        if config.opmonitor != in_force.opmonitor {
+            return Err(AppError::RestartRequired(
+                "the opmonitor section changed, and the collector applies it at start only: restart the \
+                 adapter"
+                    .to_owned(),
+            ));
+        }
+        if let Some(policy) = config.scale_on_failure.iter().find(|p| {
+            self.cluster.is_some() && !self.deployment_namespaces.contains(&p.target.namespace)
+        }) {
+            return Err(AppError::RestartRequired(format!(
+                "scaleOnFailure {} targets namespace {}, whose Deployments are not watched yet: restart the \
+                 adapter",
+                policy.name, policy.target.namespace
+            )));
+        }
+        let previous = self.state.configured();
+        let same_backend = config.prometheus == in_force.prometheus
+            && config.refresh_interval == in_force.refresh_interval
+            && config.max_staleness == in_force.max_staleness;
+        let (cache, source) = if same_backend {
+            (previous.cache.clone(), None)
+        } else {
+            let source = backend(&config)?;
+            let cache = cache(source.clone(), &config, &self.state.metrics);
+            (Arc::new(cache), Some(source))
+        };
+        let next = configured(
+            &config,
+            cache,
+            &self.state.inventory,
+            &self.state.metrics,
+            Some(&previous.policies),
+        )?;
+        // Nothing can fail from here on.
+        if let (Some(rules), Some(source)) = (&self.state.rules, source) {
+            rules.use_source(source);
+        }
+        let replaced = self.state.replace(Arc::new(next));
+        let current = self.state.configured();
+        replaced.policies.stop();
+        if self.started.load(Ordering::SeqCst) {
+            current.policies.spawn();
+        }
+        for gone in replaced
+            .policies
+            .all()
+            .iter()
+            .filter(|p| !current.policies.all().iter().any(|c| Arc::ptr_eq(c, p)))
+        {
+            gone.forget(&self.state.metrics);
+        }
+        *in_force = config;
+        Ok(true)
+    }
+
+    /// Without a cluster (an inventory file) the adapter is the only collector; in a cluster a Lease elects one.
+    async fn election(
+        &self,
+        opmonitor: &OpMonitorConfig,
+        lease_namespace: &str,
+    ) -> Result<Option<LeaderElection>, AppError> {
+        let election = &opmonitor.leader_election;
+        let Some(client) = self.cluster.clone().filter(|_| election.enabled) else {
+            return Ok(None);
+        };
+        let namespace = election
+            .namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| lease_namespace.to_owned());
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+        Ok(Some(LeaderElection::new(
+            client,
+            &namespace,
+            &election.lease_name,
+            &identity,
+            election.lease_duration,
+        )))
+    }
+}
+
+fn backend(config: &Config) -> Result<Arc<dyn MetricSource>, AppError> {
+    Ok(Arc::new(
+        PrometheusSource::new(&config.prometheus).map_err(AppError::Invalid)?,
+    ))
+}
+
+fn cache(source: Arc<dyn MetricSource>, config: &Config, metrics: &Arc<Metrics>) -> QueryCache {
+    QueryCache::new(
+        source,
+        config.refresh_interval,
+        config.max_staleness,
+        metrics.clone(),
+    )
+}
+
+/// What `config` decides, answered through `cache`; policies configured as in `previous` are kept.
+fn configured(
+    config: &Config,
+    cache: Arc<QueryCache>,
+    inventory: &Arc<PodInventory>,
+    metrics: &Arc<Metrics>,
+    previous: Option<&FailurePolicies>,
+) -> Result<Configured, AppError> {
+    let catalog = Catalog::with_throughput(config.throughput);
+    for policy in &config.scale_on_failure {
+        if catalog.pod_metric(&policy.load_metric).is_none() {
+            let served: Vec<_> = catalog.metrics().iter().map(|m| m.name.as_str()).collect();
+            return Err(AppError::Invalid(format!(
+                "scaleOnFailure {}: load.metric {:?} is not a served pod metric (one of: {})",
+                policy.name,
+                policy.load_metric,
+                served.join(", ")
+            )));
+        }
+    }
+    let context = Arc::new(PolicyContext {
+        inventory: inventory.clone(),
+        cache: cache.clone(),
+        catalog: catalog.clone(),
+        rate_window: config.rate_window,
+        metrics: metrics.clone(),
+    });
+    Ok(Configured {
+        policies: Arc::new(FailurePolicies::new(
+            &config.scale_on_failure,
+            context,
+            previous,
+        )),
+        catalog,
+        cache,
+        rate_window: config.rate_window,
+    })
+}
+
+/// The streams serving needs: pods where they are served, Deployments where policies target them, and Nodes
+/// when resource metrics may name them by address.
+fn watch_plan(
+    settings: &Settings,
+    config: &Config,
+    rules: Option<&AdapterRules>,
+) -> Result<WatchPlan, AppError> {
+    let mut deployments: Vec<String> = config
+        .scale_on_failure
+        .iter()
+        .map(|p| p.target.namespace.clone())
+        .collect();
+    deployments.sort();
+    deployments.dedup();
+    let watched = &settings.watch_namespaces;
+    if let Some(missing) = deployments
+        .iter()
+        .find(|ns| !watched.is_empty() && !watched.contains(ns))
+    {
+        return Err(AppError::Invalid(format!(
+            "a scaleOnFailure policy targets namespace {missing}, whose pods are not watched: add --watch-namespace {missing}"
+        )));
+    }
+    Ok(WatchPlan {
+        pods: watched.clone(),
+        deployments,
+        nodes: rules.is_some_and(|r| r.current().config.resource_rules.is_some()),
+    })
+}
+
+/// Loads `--adapter-config` and lists its series once, so its metrics are served from the start.
+async fn adapter_rules(
+    settings: &Settings,
+    source: &Arc<dyn MetricSource>,
+    cluster: Option<kube::Client>,
+) -> Result<Option<Arc<AdapterRules>>, AppError> {
+    let Some(path) = &settings.adapter_config else {
+        return Ok(None);
+    };
+    // Before the rules are read, so that overrides naming custom resources normalise as the cluster says.
+    if let Some(client) = &cluster {
+        match crate::adapter_rules::learn_cluster_resources(client).await {
+            Ok(learned) => {
+                tracing::info!(learned, "resources learned from the cluster's discovery")
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::error_chain::root_cause(&error), "cluster discovery failed; only the built-in resources resolve")
+            }
+        }
+    }
+    let invalid = |e: &dyn std::fmt::Display| AppError::Invalid(format!("{}: {e}", path.display()));
+    let text = crate::files::read_text(path, crate::files::CONFIG_LIMIT)
+        .map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    let config = AdapterConfig::parse(&text).map_err(|e| invalid(&e))?;
+    for warning in &config.warnings {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
+    let relist = settings.metrics_relist_interval;
+    let max_age = settings.metrics_max_age.unwrap_or(relist);
+    if max_age < relist {
+        return Err(AppError::Invalid(
+            "--metrics-max-age must be at least --metrics-relist-interval, or series would drop out between relists"
+                .to_owned(),
+        ));
+    }
+    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age, cluster));
+    match rules.relist().await {
+        Ok(entries) => {
+            tracing::info!(entries, file = %path.display(), "Prometheus Adapter rules listed")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "unable to list the Prometheus Adapter rules' series; retrying at the next relist")
+        }
+    }
+    Ok(Some(rules))
+}
+
+/// A client of the cluster; `hint` says what to do when none is found.
+pub async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    hint: &str,
+) -> Result<kube::Client, AppError> {
+    let failed = |text: String| AppError::Cluster(text);
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| failed(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| failed(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| failed(format!("no cluster found ({e}); {hint}")))?,
+    };
+    kube::Client::try_from(config)
+        .map_err(|e| failed(format!("cannot build the Kubernetes client: {e}")))
+}
