@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::compat::discovery::{Registry, series_queries};
-use crate::compat::resources::{DiscoveredResource, learn};
+use crate::compat::resources::{DiscoveredResource, ResourceTable};
 use crate::compat::rules::AdapterConfig;
 use crate::source::{MetricSource, SourceError};
 use crate::telemetry::{ConfigFile, Metrics};
@@ -36,7 +36,10 @@ pub struct AdapterRules {
 /// Teaches the resource table every resource `client`'s cluster serves, so that labels and request paths
 /// naming custom resources resolve as they would with the Prometheus Adapter's RESTMapper. Returns how many
 /// resources were new.
-pub async fn learn_cluster_resources(client: &kube::Client) -> Result<usize, kube::Error> {
+pub async fn learn_cluster_resources(
+    client: &kube::Client,
+    table: &ResourceTable,
+) -> Result<usize, kube::Error> {
     use kube::discovery::{Discovery, Scope};
     let discovery = Discovery::new(client.clone()).run().await?;
     let resources = discovery.groups().flat_map(|group| {
@@ -52,7 +55,7 @@ pub async fn learn_cluster_resources(client: &kube::Client) -> Result<usize, kub
                 namespaced: capabilities.scope == Scope::Namespaced,
             })
     });
-    Ok(learn(resources.collect::<Vec<_>>()))
+    Ok(table.learn(resources.collect::<Vec<_>>()))
 }
 
 impl AdapterRules {
@@ -121,7 +124,7 @@ impl AdapterRules {
     async fn registry_for(&self, config: &AdapterConfig) -> Result<Registry, SourceError> {
         // Resources installed since the last relist (a new CRD) resolve from now on.
         if let Some(client) = &self.cluster
-            && let Err(error) = learn_cluster_resources(client).await
+            && let Err(error) = learn_cluster_resources(client, &config.resources).await
         {
             tracing::warn!(error = %crate::error_chain::root_cause(&error), "cluster discovery failed; resources resolve as before");
         }
@@ -167,7 +170,8 @@ impl AdapterRules {
     }
 
     async fn reload_text(&self, path: &std::path::Path, text: &str) -> &'static str {
-        let config = match AdapterConfig::parse(text) {
+        let table = self.current().config.resources.clone();
+        let config = match AdapterConfig::parse_with(text, table) {
             Ok(config) => config,
             Err(error) => {
                 tracing::error!(file = %path.display(), %error, "the new Prometheus Adapter rules are invalid; keeping the rules in force");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::adapter_rules::AdapterRules;
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
+use crate::compat::resources::ResourceTable;
 use crate::compat::rules::AdapterConfig;
 use crate::config::{Config, ConfigError, HttpMethod, OpMonitorConfig};
 use crate::inventory::watch::WatchPlan;
@@ -420,8 +421,9 @@ async fn adapter_rules(
         return Ok(None);
     };
     // Before the rules are read, so that overrides naming custom resources normalise as the cluster says.
+    let resources = Arc::new(ResourceTable::default());
     if let Some(client) = &cluster {
-        match crate::adapter_rules::learn_cluster_resources(client).await {
+        match crate::adapter_rules::learn_cluster_resources(client, &resources).await {
             Ok(learned) => {
                 tracing::info!(learned, "resources learned from the cluster's discovery")
             }
@@ -433,7 +435,7 @@ async fn adapter_rules(
     let invalid = |e: &dyn std::fmt::Display| AppError::Invalid(format!("{}: {e}", path.display()));
     let text = crate::files::read_text(path, crate::files::CONFIG_LIMIT)
         .map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", path.display())))?;
-    let config = AdapterConfig::parse(&text).map_err(|e| invalid(&e))?;
+    let config = AdapterConfig::parse_with(&text, resources).map_err(|e| invalid(&e))?;
     for warning in &config.warnings {
         tracing::warn!(file = %path.display(), "{warning}");
     }

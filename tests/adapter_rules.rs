@@ -479,7 +479,6 @@ async fn discovery_only_kube() -> kube::Client {
 
 #[tokio::test]
 async fn custom_resources_from_the_clusters_discovery_name_series_labels_and_request_paths() {
-    use xroad_metrics_adapter::compat::resources::{parse_group_resource, resolve};
     let client = discovery_only_kube().await;
     let config = AdapterConfig::parse(
         "rules:\n- seriesQuery: '{__name__=~\"xroad_.*\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
@@ -507,14 +506,26 @@ async fn custom_resources_from_the_clusters_discovery_name_series_labels_and_req
             .custom(&widgets, "xroad_widget_queue")
             .is_some()
     );
-    assert_eq!(parse_group_resource("widget.example.com"), widgets);
+    let resources = rules.current().config.resources.clone();
     assert_eq!(
-        resolve("", "widget").unwrap().api_version(),
+        resources.parse_group_resource("widget.example.com"),
+        widgets
+    );
+    assert_eq!(
+        resources.resolve("", "widget").unwrap().api_version(),
         "example.com/v1"
     );
     assert!(
-        resolve("example.com", "widgets/status").is_none(),
+        resources.resolve("example.com", "widgets/status").is_none(),
         "subresources are not resources"
+    );
+    assert!(
+        AdapterConfig::parse("rules: []\n")
+            .unwrap()
+            .resources
+            .resolve("", "widget")
+            .is_none(),
+        "what one cluster taught stays with the rules it taught"
     );
 }
 

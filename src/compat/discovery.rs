@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::naming::metric_name;
-use super::resources::{GroupResource, resolve};
+use super::resources::GroupResource;
 use super::rules::{AdapterConfig, Rule};
 use crate::source::SeriesKeys;
 
@@ -23,12 +23,8 @@ pub struct Source {
 pub struct Registry {
     custom: BTreeMap<(GroupResource, String), Source>,
     external: BTreeMap<String, Source>,
-}
-
-/// Whether objects of `resource` live in namespaces: from the built-in table, namespaced when unknown (as the
-/// Prometheus Adapter assumes for everything but namespaces, nodes and persistent volumes).
-pub fn is_namespaced(resource: &GroupResource) -> bool {
-    resolve(&resource.group, &resource.resource).is_none_or(|k| k.namespaced)
+    /// Whether objects of each custom metric's resource live in namespaces.
+    namespaced: BTreeMap<GroupResource, bool>,
 }
 
 /// The distinct `seriesQuery` strings of `config`: one `/api/v1/series` request each per relist, shared by
@@ -68,6 +64,8 @@ impl Registry {
                         rule: index,
                         series: series.name.clone(),
                     };
+                    let namespaced = config.resources.is_namespaced(&resource);
+                    registry.namespaced.insert(resource.clone(), namespaced);
                     let key = (resource, metric.clone());
                     if let Some(previous) = registry.custom.insert(key.clone(), source.clone())
                         && previous != source
@@ -119,9 +117,10 @@ impl Registry {
 
     /// `(resource, metric, namespaced)` of every custom metric, for the discovery document.
     pub fn custom_resources(&self) -> impl Iterator<Item = (&GroupResource, &str, bool)> {
-        self.custom
-            .keys()
-            .map(|(resource, metric)| (resource, metric.as_str(), is_namespaced(resource)))
+        self.custom.keys().map(|(resource, metric)| {
+            let namespaced = self.namespaced.get(resource).copied().unwrap_or(true);
+            (resource, metric.as_str(), namespaced)
+        })
     }
 
     /// Every external metric name.
@@ -143,6 +142,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compat::resources::ResourceTable;
 
     fn series(name: &str, labels: &[&str]) -> SeriesKeys {
         SeriesKeys {
@@ -284,11 +284,12 @@ mod tests {
 
     #[test]
     fn scope_comes_from_the_resource_not_a_hard_coded_list() {
-        assert!(!is_namespaced(&gr("", "nodes")));
-        assert!(!is_namespaced(&gr("", "persistentvolumes")));
-        assert!(is_namespaced(&gr("apps", "deployments")));
+        let table = ResourceTable::default();
+        assert!(!table.is_namespaced(&gr("", "nodes")));
+        assert!(!table.is_namespaced(&gr("", "persistentvolumes")));
+        assert!(table.is_namespaced(&gr("apps", "deployments")));
         assert!(
-            is_namespaced(&gr("example.com", "widgets")),
+            table.is_namespaced(&gr("example.com", "widgets")),
             "unknown: assumed namespaced"
         );
     }

@@ -11,16 +11,9 @@ use super::template::{Data, Template, Value};
 use crate::promql;
 use crate::source::Sample;
 
-fn resource(name: &str) -> GroupResource {
-    GroupResource {
-        group: String::new(),
-        resource: name.into(),
-    }
-}
-
 fn label(rule: &ResourceRule, name: &str) -> Result<String, QueryError> {
     rule.resources
-        .label_for_resource(&resource(name))
+        .label_for_resource(&GroupResource::core(name))
         .ok_or_else(|| QueryError::NoLabel(name.into()))
 }
 

@@ -1,9 +1,11 @@
 //! A Prometheus Adapter rule's `resources`: which series label names which Kubernetes resource, through
 //! `overrides` and the `<<.Group>>`/`<<.Resource>>` template, in both directions
-//! (the Prometheus Adapter's docs/config.md and its naming and resource code). No I/O: resources are normalised against a
-//! built-in table of the core kinds, to which a cluster's discovery adds (`learn`) when there is a cluster.
+//! (the Prometheus Adapter's docs/config.md and its naming and resource code). No I/O: resources are normalised
+//! against a [`ResourceTable`]: the core kinds, and what a cluster's discovery taught it when there is a cluster.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use regex::Regex;
 
@@ -19,6 +21,14 @@ pub struct GroupResource {
 }
 
 impl GroupResource {
+    /// A resource of the core group: `pods`, `nodes`, `namespaces`.
+    pub fn core(resource: &str) -> Self {
+        Self {
+            group: String::new(),
+            resource: resource.to_owned(),
+        }
+    }
+
     /// `pods`, or `deployments.apps`: the form of discovery documents and request paths.
     pub fn qualified(&self) -> String {
         if self.group.is_empty() {
@@ -30,27 +40,27 @@ impl GroupResource {
 }
 
 /// A resource the adapter knows: its group, plural and singular names, and scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownResource {
     /// The API group.
-    pub group: &'static str,
+    pub group: Cow<'static, str>,
     /// The plural name.
-    pub plural: &'static str,
+    pub plural: Cow<'static, str>,
     /// The singular name (the kind, lower-cased).
-    pub singular: &'static str,
+    pub singular: Cow<'static, str>,
     /// Whether objects live in a namespace.
     pub namespaced: bool,
     /// The kind, for `describedObject.kind`.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// The served version, for `describedObject.apiVersion`.
-    pub version: &'static str,
+    pub version: Cow<'static, str>,
 }
 
 impl KnownResource {
     /// `v1`, `apps/v1`: the `apiVersion` of objects of this kind.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
-            self.version.to_owned()
+            self.version.to_string()
         } else {
             format!("{}/{}", self.group, self.version)
         }
@@ -60,7 +70,8 @@ impl KnownResource {
 macro_rules! known {
     ($($group:literal $version:literal $kind:literal $plural:literal $singular:literal $namespaced:literal),* $(,)?) => {
         &[$(KnownResource {
-            group: $group, version: $version, kind: $kind, plural: $plural, singular: $singular, namespaced: $namespaced,
+            group: Cow::Borrowed($group), version: Cow::Borrowed($version), kind: Cow::Borrowed($kind),
+            plural: Cow::Borrowed($plural), singular: Cow::Borrowed($singular), namespaced: $namespaced,
         }),*]
     };
 }
@@ -87,25 +98,6 @@ pub const BUILT_IN: &[KnownResource] = known![
     "policy" "v1" "PodDisruptionBudget" "poddisruptionbudgets" "poddisruptionbudget" true,
 ];
 
-/// The group-resource of a request path segment: `pods`, `pod`, `deployments.apps`, `deployment.apps`.
-pub fn parse_group_resource(segment: &str) -> GroupResource {
-    let (resource, group) = segment.split_once('.').unwrap_or((segment, ""));
-    match resolve(group, resource) {
-        Some(known) => GroupResource {
-            group: known.group.to_owned(),
-            resource: known.plural.to_owned(),
-        },
-        None => GroupResource {
-            group: group.to_owned(),
-            resource: resource.to_ascii_lowercase(),
-        },
-    }
-}
-
-/// Resources a cluster's discovery taught the process (custom resources, aggregated APIs), after the built-in
-/// ones; the table only grows, by at most the number of resources the cluster has.
-static LEARNED: std::sync::RwLock<Vec<&'static KnownResource>> = std::sync::RwLock::new(Vec::new());
-
 /// A resource as a cluster's discovery describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveredResource {
@@ -121,46 +113,80 @@ pub struct DiscoveredResource {
     pub namespaced: bool,
 }
 
-/// Teaches the table the resources a cluster serves; returns how many were new.
-pub fn learn(resources: impl IntoIterator<Item = DiscoveredResource>) -> usize {
-    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-    let mut learned = LEARNED.write().unwrap_or_else(|e| e.into_inner());
-    let mut added = 0;
-    for r in resources {
-        let known = |k: &KnownResource| k.group == r.group && k.plural == r.plural;
-        if BUILT_IN.iter().any(known) || learned.iter().any(|k| known(k)) {
-            continue;
-        }
-        let singular = r.kind.to_ascii_lowercase();
-        learned.push(Box::leak(Box::new(KnownResource {
-            group: leak(r.group),
-            version: leak(r.version),
-            kind: leak(r.kind),
-            plural: leak(r.plural),
-            singular: leak(singular),
-            namespaced: r.namespaced,
-        })));
-        added += 1;
-    }
-    added
+/// The resources names resolve against, as the Prometheus Adapter's RESTMapper: the built-in kinds, then the
+/// ones a cluster's discovery taught (custom resources, aggregated APIs). Owned by the rules that use it; it
+/// only grows, by at most the number of resources the cluster serves.
+#[derive(Debug, Default)]
+pub struct ResourceTable {
+    learned: RwLock<Vec<KnownResource>>,
 }
 
-/// The known resource `name` (plural or singular, any case) names in `group`; with an empty group, the
-/// first kind of that name in any group (as `kubectl` resolves `deployment`). Built-in kinds first, then
-/// the ones a cluster taught (`learn`).
-pub fn resolve(group: &str, name: &str) -> Option<&'static KnownResource> {
-    let name = name.to_ascii_lowercase();
-    let matches = |k: &KnownResource| {
-        (group.is_empty() || k.group == group) && (k.plural == name || k.singular == name)
-    };
-    BUILT_IN.iter().find(|k| matches(k)).or_else(|| {
-        LEARNED
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .find(|k| matches(k))
-    })
+impl ResourceTable {
+    /// Teaches the table the resources a cluster serves; returns how many were new.
+    pub fn learn(&self, resources: impl IntoIterator<Item = DiscoveredResource>) -> usize {
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        let mut added = 0;
+        for r in resources {
+            let known = |k: &KnownResource| k.group == r.group && k.plural == r.plural;
+            if BUILT_IN.iter().any(known) || learned.iter().any(known) {
+                continue;
+            }
+            learned.push(KnownResource {
+                singular: r.kind.to_ascii_lowercase().into(),
+                group: r.group.into(),
+                version: r.version.into(),
+                kind: r.kind.into(),
+                plural: r.plural.into(),
+                namespaced: r.namespaced,
+            });
+            added += 1;
+        }
+        added
+    }
+
+    /// The known resource `name` (plural or singular, any case) names in `group`; with an empty group, the
+    /// first kind of that name in any group (as `kubectl` resolves `deployment`). Built-in kinds first.
+    pub fn resolve(&self, group: &str, name: &str) -> Option<KnownResource> {
+        let name = name.to_ascii_lowercase();
+        let matches = |k: &&KnownResource| {
+            (group.is_empty() || k.group == group) && (k.plural == name || k.singular == name)
+        };
+        BUILT_IN.iter().find(matches).cloned().or_else(|| {
+            self.learned
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(matches)
+                .cloned()
+        })
+    }
+
+    /// `resource` in `group` normalised: plural, and in its group when known; lower-cased as written when not.
+    pub fn normalise(&self, group: &str, resource: &str) -> GroupResource {
+        match self.resolve(group, resource) {
+            Some(known) => GroupResource {
+                group: known.group.into_owned(),
+                resource: known.plural.into_owned(),
+            },
+            None => GroupResource {
+                group: group.to_owned(),
+                resource: resource.to_ascii_lowercase(),
+            },
+        }
+    }
+
+    /// Whether objects of `resource` live in namespaces: namespaced when unknown (as the Prometheus Adapter
+    /// assumes for everything but namespaces, nodes and persistent volumes).
+    pub fn is_namespaced(&self, resource: &GroupResource) -> bool {
+        self.resolve(&resource.group, &resource.resource)
+            .is_none_or(|k| k.namespaced)
+    }
+
+    /// The group-resource of a request path segment: `pods`, `pod`, `deployments.apps`, `deployment.apps`.
+    pub fn parse_group_resource(&self, segment: &str) -> GroupResource {
+        let (resource, group) = segment.split_once('.').unwrap_or((segment, ""));
+        self.normalise(group, resource)
+    }
 }
 
 /// Why a `resources` section is unusable.
@@ -188,6 +214,8 @@ pub enum ResourcesError {
 /// The label ↔ resource mapping of one rule.
 #[derive(Debug, Clone)]
 pub struct ResourceMapping {
+    /// What names resolve against.
+    table: Arc<ResourceTable>,
     overrides: BTreeMap<String, GroupResource>,
     template: Option<(String, Template, Regex)>,
     /// For external rules: whether the request's namespace becomes a matcher.
@@ -196,30 +224,20 @@ pub struct ResourceMapping {
 
 impl ResourceMapping {
     /// From `overrides` (label → `(group, resource)` as written), an optional `template`, and `namespaced`.
-    /// Override resources are normalised to plural names when known; unknown ones are kept as written.
+    /// Override resources are normalised to plural names when `table` knows them; unknown ones are kept as
+    /// written.
     pub fn new(
         overrides: &BTreeMap<String, (String, String)>,
         template: Option<&str>,
         namespaced: bool,
+        table: Arc<ResourceTable>,
     ) -> Result<Self, ResourcesError> {
         if let Some(label) = overrides.keys().find(|l| !crate::promql::is_label_name(l)) {
             return Err(ResourcesError::LabelName(label.clone()));
         }
         let overrides = overrides
             .iter()
-            .map(|(label, (group, resource))| {
-                let normalised = match resolve(group, resource) {
-                    Some(known) => GroupResource {
-                        group: known.group.to_owned(),
-                        resource: known.plural.to_owned(),
-                    },
-                    None => GroupResource {
-                        group: group.clone(),
-                        resource: resource.to_ascii_lowercase(),
-                    },
-                };
-                (label.clone(), normalised)
-            })
+            .map(|(label, (group, resource))| (label.clone(), table.normalise(group, resource)))
             .collect();
         let template = match template {
             None => None,
@@ -241,6 +259,7 @@ impl ResourceMapping {
             }
         };
         Ok(Self {
+            table,
             overrides,
             template,
             namespaced,
@@ -256,10 +275,12 @@ impl ResourceMapping {
         let (_, _, regex) = self.template.as_ref()?;
         let captures = regex.captures(label)?;
         let group = captures.name("group").map_or("", |m| m.as_str());
-        let known = resolve(group, captures.name("resource")?.as_str())?;
+        let known = self
+            .table
+            .resolve(group, captures.name("resource")?.as_str())?;
         Some(GroupResource {
-            group: known.group.to_owned(),
-            resource: known.plural.to_owned(),
+            group: known.group.into_owned(),
+            resource: known.plural.into_owned(),
         })
     }
 
@@ -270,15 +291,22 @@ impl ResourceMapping {
             return Some(label.clone());
         }
         let (_, template, _) = self.template.as_ref()?;
-        let singular = resolve(&resource.group, &resource.resource)
-            .map_or(resource.resource.as_str(), |k| k.singular);
+        let singular = self
+            .table
+            .resolve(&resource.group, &resource.resource)
+            .map_or_else(|| resource.resource.clone(), |k| k.singular.into_owned());
         template
             .render(&Data::from([
                 ("Group", Value::Str(resource.group.replace(['.', '-'], "_"))),
-                ("Resource", Value::Str(singular.to_owned())),
+                ("Resource", Value::Str(singular)),
             ]))
             .ok()
             .filter(|label| crate::promql::is_label_name(label))
+    }
+
+    /// The table names resolve against.
+    pub fn table(&self) -> &Arc<ResourceTable> {
+        &self.table
     }
 
     /// What the mapping says, for `check-config`.
@@ -302,6 +330,10 @@ impl ResourceMapping {
 mod tests {
     use super::*;
 
+    fn table() -> ResourceTable {
+        ResourceTable::default()
+    }
+
     fn gr(group: &str, resource: &str) -> GroupResource {
         GroupResource {
             group: group.into(),
@@ -324,6 +356,7 @@ mod tests {
             &overrides(&[("namespace", "", "namespace"), ("pod", "", "pod")]),
             None,
             true,
+            Arc::default(),
         )
         .unwrap();
         assert_eq!(mapping.resource_for_label("pod"), Some(gr("", "pods")));
@@ -336,7 +369,13 @@ mod tests {
 
     #[test]
     fn the_resource_template_maps_every_known_kind_by_its_singular_name() {
-        let mapping = ResourceMapping::new(&BTreeMap::new(), Some("<<.Resource>>"), true).unwrap();
+        let mapping = ResourceMapping::new(
+            &BTreeMap::new(),
+            Some("<<.Resource>>"),
+            true,
+            Arc::default(),
+        )
+        .unwrap();
         assert_eq!(mapping.resource_for_label("pod"), Some(gr("", "pods")));
         assert_eq!(
             mapping.resource_for_label("deployment"),
@@ -361,6 +400,7 @@ mod tests {
             &BTreeMap::new(),
             Some("kube_<<.Group>>_<<.Resource>>"),
             true,
+            Arc::default(),
         )
         .unwrap();
         assert_eq!(
@@ -387,6 +427,7 @@ mod tests {
             &overrides(&[("kubernetes_pod_name", "", "pod")]),
             Some("<<.Resource>>"),
             true,
+            Arc::default(),
         )
         .unwrap();
         assert_eq!(
@@ -402,35 +443,39 @@ mod tests {
 
     #[test]
     fn request_segments_normalise_to_plural_group_resources() {
-        assert_eq!(parse_group_resource("pods"), gr("", "pods"));
-        assert_eq!(parse_group_resource("pod"), gr("", "pods"));
+        assert_eq!(table().parse_group_resource("pods"), gr("", "pods"));
+        assert_eq!(table().parse_group_resource("pod"), gr("", "pods"));
         assert_eq!(
-            parse_group_resource("deployments.apps"),
+            table().parse_group_resource("deployments.apps"),
             gr("apps", "deployments")
         );
         assert_eq!(
-            parse_group_resource("deployment.apps"),
+            table().parse_group_resource("deployment.apps"),
             gr("apps", "deployments")
         );
         assert_eq!(
-            parse_group_resource("ingresses.networking.k8s.io"),
+            table().parse_group_resource("ingresses.networking.k8s.io"),
             gr("networking.k8s.io", "ingresses")
         );
         assert_eq!(
-            parse_group_resource("widgets.example.com"),
+            table().parse_group_resource("widgets.example.com"),
             gr("example.com", "widgets")
         );
         assert_eq!(
-            resolve("apps", "deployments").unwrap().api_version(),
+            table()
+                .resolve("apps", "deployments")
+                .unwrap()
+                .api_version(),
             "apps/v1"
         );
-        assert_eq!(resolve("", "pods").unwrap().api_version(), "v1");
+        assert_eq!(table().resolve("", "pods").unwrap().api_version(), "v1");
     }
 
     #[test]
     fn a_template_without_the_resource_is_refused() {
         assert_eq!(
-            ResourceMapping::new(&BTreeMap::new(), Some("<<.Group>>"), true).unwrap_err(),
+            ResourceMapping::new(&BTreeMap::new(), Some("<<.Group>>"), true, Arc::default())
+                .unwrap_err(),
             ResourcesError::NoResource("<<.Group>>".into())
         );
     }
@@ -441,6 +486,7 @@ mod tests {
             &overrides(&[("route", "route.openshift.io", "Routes")]),
             None,
             true,
+            Arc::default(),
         )
         .unwrap();
         assert_eq!(

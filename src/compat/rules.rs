@@ -4,12 +4,13 @@
 //! Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::naming::{Filter, Naming, NamingError};
-use super::resources::{ResourceMapping, ResourcesError};
+use super::resources::{ResourceMapping, ResourceTable, ResourcesError};
 use super::template::{Template, TemplateError};
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +183,8 @@ pub struct AdapterConfig {
     pub resource_rules: Option<ResourceRules>,
     /// Things that work but are probably not what the author meant.
     pub warnings: Vec<String>,
+    /// What the rules' resource names resolve against.
+    pub resources: Arc<ResourceTable>,
 }
 
 /// The Helm chart's default rules (`templates/configmap.yaml`, `rules.default: true`)
@@ -253,6 +256,7 @@ fn syntax(error: serde_saphyr::Error) -> RulesError {
 fn mapping(
     raw: &RawResources,
     namespaced_default: bool,
+    table: &Arc<ResourceTable>,
 ) -> Result<ResourceMapping, ResourcesError> {
     let overrides = raw
         .overrides
@@ -263,10 +267,11 @@ fn mapping(
         &overrides,
         raw.template.as_deref(),
         raw.namespaced.unwrap_or(namespaced_default),
+        table.clone(),
     )
 }
 
-fn rule(raw: &RawRule) -> Result<Rule, String> {
+fn rule(raw: &RawRule, table: &Arc<ResourceTable>) -> Result<Rule, String> {
     let filters = raw
         .series_filters
         .iter()
@@ -274,7 +279,7 @@ fn rule(raw: &RawRule) -> Result<Rule, String> {
         .collect::<Result<Vec<_>, NamingError>>()
         .map_err(|e| e.to_string())?;
     let naming = Naming::new(&raw.name.matches, &raw.name.as_).map_err(|e| e.to_string())?;
-    let resources = mapping(&raw.resources, true).map_err(|e| e.to_string())?;
+    let resources = mapping(&raw.resources, true, table).map_err(|e| e.to_string())?;
     let metrics_query = raw
         .metrics_query
         .parse()
@@ -292,11 +297,15 @@ fn rule(raw: &RawRule) -> Result<Rule, String> {
     })
 }
 
-fn rules(section: &'static str, raw: &[RawRule]) -> Result<Vec<Rule>, RulesError> {
+fn rules(
+    section: &'static str,
+    raw: &[RawRule],
+    table: &Arc<ResourceTable>,
+) -> Result<Vec<Rule>, RulesError> {
     raw.iter()
         .enumerate()
         .map(|(index, r)| {
-            rule(r).map_err(|message| RulesError::Rule {
+            rule(r, table).map_err(|message| RulesError::Rule {
                 section,
                 index,
                 message,
@@ -305,7 +314,10 @@ fn rules(section: &'static str, raw: &[RawRule]) -> Result<Vec<Rule>, RulesError
         .collect()
 }
 
-fn resource_rules(raw: &RawResourceRules) -> Result<ResourceRules, RulesError> {
+fn resource_rules(
+    raw: &RawResourceRules,
+    table: &Arc<ResourceTable>,
+) -> Result<ResourceRules, RulesError> {
     let invalid = |message: String| RulesError::Rule {
         section: "resourceRules",
         index: 0,
@@ -320,7 +332,7 @@ fn resource_rules(raw: &RawResourceRules) -> Result<ResourceRules, RulesError> {
             container_query: parse(&raw.container_query, "containerQuery")?,
             container_query_text: raw.container_query.clone(),
             node_query: parse(&raw.node_query, "nodeQuery")?,
-            resources: mapping(&raw.resources, true)
+            resources: mapping(&raw.resources, true, table)
                 .map_err(|e| invalid(format!("{which}: {e}")))?,
             container_label: raw.container_label.clone(),
         })
@@ -353,8 +365,13 @@ pub fn looks_like_adapter_config(text: &str) -> bool {
 
 impl AdapterConfig {
     /// Parses a Prometheus Adapter `config.yaml`, or the Helm chart's values (recognised by `rules` being a
-    /// mapping).
+    /// mapping), with the built-in resources only.
     pub fn parse(text: &str) -> Result<Self, RulesError> {
+        Self::parse_with(text, Arc::default())
+    }
+
+    /// [`AdapterConfig::parse`], resolving resource names against `resources`.
+    pub fn parse_with(text: &str, resources: Arc<ResourceTable>) -> Result<Self, RulesError> {
         let helm = {
             let mut options = serde_saphyr::Options::default();
             options.strict_booleans = true;
@@ -382,8 +399,8 @@ impl AdapterConfig {
         } else {
             serde_saphyr::from_str(text).map_err(syntax)?
         };
-        let rules_parsed = rules("rules", &raw.rules)?;
-        let external = rules("externalRules", &raw.external_rules)?;
+        let rules_parsed = rules("rules", &raw.rules, &resources)?;
+        let external = rules("externalRules", &raw.external_rules, &resources)?;
         let warnings = warnings(&raw, &rules_parsed);
         Ok(Self {
             rules: rules_parsed,
@@ -391,9 +408,10 @@ impl AdapterConfig {
             resource_rules: raw
                 .resource_rules
                 .as_ref()
-                .map(resource_rules)
+                .map(|raw| resource_rules(raw, &resources))
                 .transpose()?,
             warnings,
+            resources,
         })
     }
 }

@@ -16,7 +16,7 @@ use crate::apis::{self, ContainerMetrics, ExternalMetricValue, MetricValue, Obje
 use crate::catalog::PODS;
 use crate::compat::query::{Objects, QueryError, custom_query, external_query, groups_by_resource};
 use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
-use crate::compat::resources::{GroupResource, parse_group_resource, resolve};
+use crate::compat::resources::{GroupResource, ResourceTable};
 use crate::error::ApiError;
 
 fn query_error(error: QueryError, key: &str) -> ApiError {
@@ -26,10 +26,17 @@ fn query_error(error: QueryError, key: &str) -> ApiError {
     }
 }
 
-fn reference(resource: &GroupResource, namespace: Option<&str>, name: &str) -> ObjectReference {
-    let known = resolve(&resource.group, &resource.resource);
+fn reference(
+    resources: &ResourceTable,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    name: &str,
+) -> ObjectReference {
+    let known = resources.resolve(&resource.group, &resource.resource);
     ObjectReference {
-        kind: known.map_or_else(|| resource.resource.clone(), |k| k.kind.to_owned()),
+        kind: known
+            .as_ref()
+            .map_or_else(|| resource.resource.clone(), |k| k.kind.to_string()),
         namespace: namespace.map(str::to_owned),
         name: name.to_owned(),
         api_version: known.map_or_else(
@@ -50,8 +57,11 @@ pub(super) async fn custom(
     request: &CustomRequest,
     query: Option<&str>,
 ) -> Option<Result<serde_json::Value, ApiError>> {
-    let resource = parse_group_resource(&request.resource);
     let loaded = rules.current();
+    let resource = loaded
+        .config
+        .resources
+        .parse_group_resource(&request.resource);
     let source = loaded.registry.custom(&resource, &request.metric)?.clone();
     let rule = &loaded.config.rules[source.rule];
     Some(
@@ -118,7 +128,7 @@ pub(super) async fn custom(
                 values.insert(
                     name.clone(),
                     MetricValue {
-                        described_object: reference(&resource, namespace, name),
+                        described_object: reference(&loaded.config.resources, &resource, namespace, name),
                         metric: request.metric.clone(),
                         selector: (!metric_selector.selects_all())
                             .then(|| apis::LabelSelectorJson::from_selector(&metric_selector)),
@@ -219,7 +229,7 @@ pub(super) async fn resource_metrics(
             let label = resource
                 .cpu
                 .resources
-                .label_for_resource(&parse_group_resource("nodes"))
+                .label_for_resource(&GroupResource::core("nodes"))
                 .unwrap_or_default();
             let timestamp = cpu.fetched_at.min(memory.fetched_at);
             // A node label holding `IP:port` (node-exporter's `instance`) names the node with that address.
@@ -271,7 +281,7 @@ pub(super) async fn resource_metrics(
             let pod_label = resource
                 .cpu
                 .resources
-                .label_for_resource(&parse_group_resource("pods"))
+                .label_for_resource(&GroupResource::core("pods"))
                 .unwrap_or_default();
             let mut items = Vec::new();
             for ns in &namespaces {
