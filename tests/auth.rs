@@ -268,18 +268,18 @@ async fn a_rotated_front_proxy_ca_is_picked_up_without_a_restart() {
         .kube
         .update("requestheader-client-ca-file", &new_ca.pem);
     let new_proxy = new_ca.client("front-proxy-client", &[]);
-    let mut codes = (0, 0);
-    for _ in 0..100 {
-        codes = (
-            setup.get(Some(&old_proxy), DISCOVERY, &admin).await.0,
-            setup.get(Some(&new_proxy), DISCOVERY, &admin).await.0,
-        );
-        if codes == (401, 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(codes, (401, 200), "old proxy refused, new proxy accepted");
+    eventually(
+        "old proxy refused, new proxy accepted",
+        Duration::from_secs(5),
+        || async {
+            let codes = (
+                setup.get(Some(&old_proxy), DISCOVERY, &admin).await.0,
+                setup.get(Some(&new_proxy), DISCOVERY, &admin).await.0,
+            );
+            codes == (401, 200)
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -443,19 +443,15 @@ async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
         builder.build().unwrap()
     };
     let base = format!("https://localhost:{port}");
-    let mut ready = None;
-    for _ in 0..100 {
-        if let Ok(response) = client(None)
+    let ready = wait_for("serve answers /readyz", Duration::from_secs(10), || async {
+        let response = client(None)
             .get(format!("{base}/readyz?verbose"))
             .send()
             .await
-        {
-            ready = Some(response.text().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ready = ready.expect("serve answers /readyz");
+            .ok()?;
+        response.text().await.ok()
+    })
+    .await;
     assert!(ready.contains("readyz check passed"), "{ready}");
     let anonymous = client(None)
         .get(format!("{base}/apis"))
@@ -486,13 +482,11 @@ async fn serve_with_default_flags_reads_the_trust_and_checks_every_request() {
 }
 
 async fn wait_for_file(path: &std::path::Path) -> Vec<u8> {
-    for _ in 0..100 {
-        if let Ok(bytes) = std::fs::read(path) {
-            return bytes;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{} never appeared", path.display());
+    let what = format!("{} appears", path.display());
+    wait_for(&what, Duration::from_secs(10), || async {
+        std::fs::read(path).ok()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -54,10 +54,15 @@ async fn requests_beyond_the_in_flight_cap_get_429_with_retry_after_and_probes_s
         let state = state.clone();
         async move { get(&state, &secondaries_rx_packets()).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let (code, status) = get(&state, "/apis").await;
-    assert_eq!(code, 429);
+    let status = wait_for(
+        "the hanging request holds the only permit",
+        Duration::from_secs(5),
+        || async {
+            let (code, status) = get(&state, "/apis").await;
+            (code == 429).then_some(status)
+        },
+    )
+    .await;
     assert_eq!(
         status,
         serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

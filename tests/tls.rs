@@ -114,15 +114,12 @@ async fn a_rotated_serving_certificate_is_served_to_new_connections_without_drop
     // cert-manager replaces the Secret's files in place.
     write_serving_cert(&new_ca, dir.path());
     let new_client = trusting(&new_ca);
-    let mut served = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        served = answers(&new_client, &url).await;
-        if served {
-            break;
-        }
-    }
-    assert!(served, "new connections get the new certificate");
+    eventually(
+        "new connections get the new certificate",
+        std::time::Duration::from_secs(5),
+        || answers(&new_client, &url),
+    )
+    .await;
     // The old client's HTTP/2 connection is still open: it cannot have reconnected, since it does not
     // trust the new certificate.
     assert!(answers(&old_client, &url).await);

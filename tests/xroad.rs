@@ -894,17 +894,18 @@ async fn a_real_prometheus_scrapes_the_collector_series_over_tls_with_their_labe
     ))
     .await;
     let query = format!("xroad_opmon_requests_total{{pod=\"{SECONDARY_A}\"}}");
-    let mut result = Value::Null;
-    for _ in 0..100 {
-        result = prometheus.query(&query).await;
-        if result["data"]["result"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let result = wait_for(
+        "Prometheus has scraped the collector",
+        std::time::Duration::from_secs(20),
+        || async {
+            let result = prometheus.query(&query).await;
+            let found = result["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty());
+            found.then_some(result)
+        },
+    )
+    .await;
     let series = &result["data"]["result"][0];
     assert_eq!(series["value"][1], "2", "{result}");
     let labels = &series["metric"];

@@ -410,15 +410,31 @@ impl Drop for TlsAdapter {
 }
 
 /// Polls `check` every 50 ms until it holds, failing the test after `timeout`; returns how long it took.
+/// Tests wait for a state with this, never with a sleep long enough on the author's machine.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = std::time::Instant::now();
+    wait_for(what, timeout, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await;
+    start.elapsed()
+}
+
+/// Polls `check` every 50 ms until it gives a value, failing the test after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
     while start.elapsed() < timeout {
-        if check().await {
-            return start.elapsed();
+        if let Some(value) = check().await {
+            return value;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
