@@ -480,8 +480,8 @@ struct ResourceMeta<'a> {
 /// (`123400000n`), and whole bytes (`104870609`), as metrics-server and the Prometheus Adapter give them.
 pub fn usage(cpu_cores: f64, memory_bytes: f64) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
-        ("cpu", format!("{}n", (cpu_cores * 1e9).round() as i64)),
-        ("memory", format!("{}", memory_bytes.round() as i64)),
+        ("cpu", crate::quantity::nanos(cpu_cores)),
+        ("memory", crate::quantity::whole(memory_bytes)),
     ])
 }
 

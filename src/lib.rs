@@ -2,10 +2,11 @@
 //! (v1beta1, v1beta2) and `external.metrics.k8s.io` (v1beta1) to the Horizontal Pod Autoscaler, computed from
 //! a Prometheus-compatible backend, for X-Road Security Server Sidecar deployments.
 //!
-//! Pure modules do no I/O: `selector`, `quantity`, `duration`, `names`, `promql`, `catalog`, `policy`, `hpa`,
-//! `apis`, `compat` and `config` (whose `load` reads one file through `files`); `error_chain` and `error`
-//! shape failures. `source`, `cache`, `inventory`, `health`, `xroad`, `auth`, `adapter_rules` and `server` sit
-//! at the edges, and `cli` wires them together.
+//! Pure modules do no I/O: `selector`, `quantity`, `duration`, `names`, `promql`, `catalog`, `policy` (but
+//! `policy::runner`), `hpa`, `apis`, `compat` and `config` (whose `load` reads one file through `files`);
+//! `error_chain` and `error` shape failures. `source`, `cache`, `inventory`, `pod_health`, `policy::runner`,
+//! `xroad`, `auth`, `adapter_rules`, `telemetry` and `server` sit at the edges; `app` builds the running
+//! adapter from them, and `cli` parses the command line and prints.
 #![forbid(unsafe_code)]
 
 pub mod adapter_rules;

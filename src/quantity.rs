@@ -92,6 +92,25 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// `value` in nano-units, as metrics-server writes CPU usage (`0.1234` cores is `123400000n`): resource metrics
+/// need a finer grain than the milli-units of [`Quantity`].
+///
+/// ```
+/// assert_eq!(xroad_metrics_adapter::quantity::nanos(0.1234), "123400000n");
+/// ```
+pub fn nanos(value: f64) -> String {
+    format!("{}n", (value * 1e9).round() as i64)
+}
+
+/// `value` rounded to a whole number, as metrics-server and the Prometheus Adapter write memory bytes.
+///
+/// ```
+/// assert_eq!(xroad_metrics_adapter::quantity::whole(104870608.6), "104870609");
+/// ```
+pub fn whole(value: f64) -> String {
+    format!("{}", value.round() as i64)
+}
+
 /// Why a Quantity string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a quantity (use e.g. 10, 1.5, 500m, 2k)")]
