@@ -128,4 +128,4 @@ curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" --data-urlencode "query
 for r in json.load(sys.stdin)["data"]["result"]:
     print("  %-50s %8.2f packets/s" % (r["metric"]["pod"], float(r["value"][1])))'
 echo
-echo "Done. README.md explains the metrics, every flag, the configuration file, and how to install in a cluster."
+echo "Done. README.md links the docs: the metrics (docs/metrics.md), every flag and the configuration file (docs/operations.md), installing in a cluster (docs/install.md)."

@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn pods_without_values_at_exactly_the_target_leave_the_size_alone() {
-        // The README's scenario: 10 pods, 2 broken ones report nothing, 8 exactly at target. The controller
+        // The scale-on-failure doc's scenario: 10 pods, 2 broken ones report nothing, 8 exactly at target. The controller
         // fills missing pods only below or above a ratio of 1, so it stays at 10 (not 8).
         assert_eq!(desired(&[100_000; 8], 2, 100_000, 10), 10);
     }

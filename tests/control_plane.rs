@@ -5,7 +5,7 @@
 //! Pods metric and on the scale-on-failure Object metric. Traffic comes from a test exporter scraped by a real
 //! Prometheus; it splits a total packet rate evenly among the running pods, as a load balancer would.
 //!
-//! The test prints the HPA's trace (time, metric values, replicas), as the README reports it.
+//! The test prints the HPA's trace (time, metric values, replicas), as docs/control-plane.md reports it.
 
 mod support;
 

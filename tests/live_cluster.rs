@@ -2,7 +2,7 @@
 //! against the fake kube API of `support::fake_kube` (for the faults a real API server cannot be made to
 //! produce on cue: compaction, injected 500s, slow lists), a real Prometheus and the real `kubectl`.
 //!
-//! Each test prints what it measured (seconds to converge, calls during a fault), as the README reports.
+//! Each test prints what it measured (seconds to converge, calls during a fault), as docs/inventory.md reports.
 
 mod support;
 

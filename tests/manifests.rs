@@ -1,6 +1,6 @@
 //! What users `kubectl apply`: every kustomization renders with the real `kubectl kustomize`, every object
 //! validates against the Kubernetes OpenAPI schemas of 1.29 and of the newest version `kubernetes-validate`
-//! knows (strict: unknown fields are errors), and the security-relevant settings are what the README promises
+//! knows (strict: unknown fields are errors), and the security-relevant settings are what docs/security.md promises
 //! (the APIService API and the aggregation-layer docs).
 //!
 //! `kubernetes-validate` has no schemas for custom resources (ServiceMonitor, cert-manager's Certificate and

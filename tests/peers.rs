@@ -4,7 +4,7 @@
 //! - the Prometheus Adapter v0.12.0 and we, reading the same rules and the same Prometheus, answer the same
 //!   custom metrics requests with the same values.
 //!
-//! The test prints both sides, as the README reports them.
+//! The test prints both sides, as docs/control-plane.md reports them.
 
 mod support;
 
