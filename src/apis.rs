@@ -291,7 +291,7 @@ pub fn rfc3339(unix_seconds: i64) -> String {
 struct ItemV1Beta1<'a> {
     described_object: &'a ObjectReference,
     metric_name: &'a str,
-    timestamp: String,
+    timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     window: Option<i64>,
     value: Quantity,
@@ -309,7 +309,7 @@ struct MetricIdentifier<'a> {
 struct ItemV1Beta2<'a> {
     described_object: &'a ObjectReference,
     metric: MetricIdentifier<'a>,
-    timestamp: String,
+    timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     window_seconds: Option<i64>,
     value: Quantity,
@@ -317,56 +317,80 @@ struct ItemV1Beta2<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct List<T> {
+struct List<I> {
     kind: &'static str,
     api_version: String,
     metadata: Empty,
-    items: Vec<T>,
+    items: I,
 }
 
 #[derive(Serialize)]
 struct Empty {}
 
-/// Serialises a `MetricValueList` in `version`'s shape; `items` is `[]` when empty, never `null`.
-pub fn metric_value_list(version: CustomVersion, values: &[MetricValue]) -> serde_json::Value {
-    let api_version = format!("{CUSTOM_GROUP}/{}", version.as_str());
-    let json = match version {
-        CustomVersion::V1Beta1 => serde_json::to_value(List {
-            kind: "MetricValueList",
-            api_version,
-            metadata: Empty {},
-            items: values
-                .iter()
-                .map(|v| ItemV1Beta1 {
-                    described_object: &v.described_object,
-                    metric_name: &v.metric,
-                    timestamp: rfc3339(v.timestamp),
-                    window: v.window_seconds,
-                    value: v.value,
-                    selector: &v.selector,
-                })
-                .collect(),
-        }),
-        CustomVersion::V1Beta2 => serde_json::to_value(List {
-            kind: "MetricValueList",
-            api_version,
-            metadata: Empty {},
-            items: values
-                .iter()
-                .map(|v| ItemV1Beta2 {
-                    described_object: &v.described_object,
-                    metric: MetricIdentifier {
-                        name: &v.metric,
+/// A `MetricValueList` in `version`'s shape, serialised in one pass from the values (no intermediate JSON
+/// tree); `items` is `[]` when empty, never `null`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricValueList {
+    version: CustomVersion,
+    values: Vec<MetricValue>,
+}
+
+/// The `MetricValueList` of `values`.
+pub fn metric_value_list(version: CustomVersion, values: Vec<MetricValue>) -> MetricValueList {
+    MetricValueList { version, values }
+}
+
+impl Serialize for MetricValueList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The values of one answer share their timestamp: each distinct one is formatted once.
+        let stamps: BTreeMap<i64, String> = self
+            .values
+            .iter()
+            .map(|v| (v.timestamp, rfc3339(v.timestamp)))
+            .collect();
+        let stamp = |v: &MetricValue| stamps[&v.timestamp].as_str();
+        let api_version = format!("{CUSTOM_GROUP}/{}", self.version.as_str());
+        match self.version {
+            CustomVersion::V1Beta1 => List {
+                kind: "MetricValueList",
+                api_version,
+                metadata: Empty {},
+                items: self
+                    .values
+                    .iter()
+                    .map(|v| ItemV1Beta1 {
+                        described_object: &v.described_object,
+                        metric_name: &v.metric,
+                        timestamp: stamp(v),
+                        window: v.window_seconds,
+                        value: v.value,
                         selector: &v.selector,
-                    },
-                    timestamp: rfc3339(v.timestamp),
-                    window_seconds: v.window_seconds,
-                    value: v.value,
-                })
-                .collect(),
-        }),
-    };
-    json.expect("metric lists contain only strings, numbers and maps")
+                    })
+                    .collect::<Vec<_>>(),
+            }
+            .serialize(serializer),
+            CustomVersion::V1Beta2 => List {
+                kind: "MetricValueList",
+                api_version,
+                metadata: Empty {},
+                items: self
+                    .values
+                    .iter()
+                    .map(|v| ItemV1Beta2 {
+                        described_object: &v.described_object,
+                        metric: MetricIdentifier {
+                            name: &v.metric,
+                            selector: &v.selector,
+                        },
+                        timestamp: stamp(v),
+                        window_seconds: v.window_seconds,
+                        value: v.value,
+                    })
+                    .collect::<Vec<_>>(),
+            }
+            .serialize(serializer),
+        }
+    }
 }
 
 /// One external metric value.
@@ -386,15 +410,25 @@ pub struct ExternalMetricValue {
     pub value: Quantity,
 }
 
-/// Serialises an `ExternalMetricValueList`.
-pub fn external_metric_value_list(values: Vec<ExternalMetricValue>) -> serde_json::Value {
-    serde_json::to_value(List {
-        kind: "ExternalMetricValueList",
-        api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
-        metadata: Empty {},
-        items: values,
-    })
-    .expect("external metric lists contain only strings, numbers and maps")
+/// An `ExternalMetricValueList`, serialised in one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalMetricValueList(Vec<ExternalMetricValue>);
+
+/// The `ExternalMetricValueList` of `values`.
+pub fn external_metric_value_list(values: Vec<ExternalMetricValue>) -> ExternalMetricValueList {
+    ExternalMetricValueList(values)
+}
+
+impl Serialize for ExternalMetricValueList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        List {
+            kind: "ExternalMetricValueList",
+            api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+            metadata: Empty {},
+            items: &self.0,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// `details` of a `Status`.

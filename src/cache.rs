@@ -8,8 +8,8 @@
 //!
 //! Never turns a failure into 0: past `maxStaleness` the caller gets the backend's error.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::source::{MetricSource, Sample, SourceError};
@@ -23,9 +23,44 @@ pub struct Answer {
     pub samples: Vec<Sample>,
     /// When the backend answered (Unix seconds); served as the values' `timestamp`.
     pub fetched_at: i64,
+    /// The value of each pod's series, by namespace and pod; built by the first caller that asks.
+    by_pod: OnceLock<HashMap<String, HashMap<String, f64>>>,
 }
 
 impl Answer {
+    /// The answer the backend gave at `fetched_at`.
+    pub fn new(samples: Vec<Sample>, fetched_at: i64) -> Self {
+        Self {
+            samples,
+            fetched_at,
+            by_pod: OnceLock::new(),
+        }
+    }
+
+    /// The value of `pod`'s series in `namespace`. The index is built once per answer, so a request for a few
+    /// pods costs a few lookups however many pods the answer holds; a series without a `namespace` label
+    /// counts as the empty namespace.
+    pub fn pod_value(&self, namespace: &str, pod: &str) -> Option<f64> {
+        self.by_pod
+            .get_or_init(|| {
+                let mut index: HashMap<String, HashMap<String, f64>> = HashMap::new();
+                for sample in &self.samples {
+                    let Some(pod) = sample.labels.get("pod") else {
+                        continue;
+                    };
+                    let namespace = sample.labels.get("namespace").cloned().unwrap_or_default();
+                    index
+                        .entry(namespace)
+                        .or_default()
+                        .insert(pod.clone(), sample.value);
+                }
+                index
+            })
+            .get(namespace)?
+            .get(pod)
+            .copied()
+    }
+
     /// Roughly the bytes the answer holds, for the cache's memory cap.
     fn weight(&self) -> usize {
         let sample = |s: &Sample| {
@@ -206,10 +241,7 @@ impl QueryCache {
         let now = unix_now();
         match result {
             Ok(samples) => {
-                let answer = Arc::new(Answer {
-                    samples,
-                    fetched_at: now,
-                });
+                let answer = Arc::new(Answer::new(samples, now));
                 self.last_good
                     .insert(promql.to_owned(), answer.clone())
                     .await;
@@ -448,13 +480,13 @@ mod tests {
     #[tokio::test]
     async fn answers_are_evicted_to_stay_under_the_memory_cap() {
         let entry = Entry {
-            answer: Arc::new(Answer {
-                samples: vec![Sample {
+            answer: Arc::new(Answer::new(
+                vec![Sample {
                     labels: [("pod".to_owned(), "p".repeat(1_000_000))].into(),
                     value: 1.0,
                 }],
-                fetched_at: 0,
-            }),
+                0,
+            )),
             fetched: Instant::now(),
         };
         let metrics = Arc::new(Metrics::default());

@@ -9,7 +9,7 @@ pub mod snapshot;
 pub mod streams;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -231,6 +231,10 @@ pub trait Kept: Sized + Send + Sync + 'static {
     fn key(&self) -> (&str, &str);
     /// The inventory's index of this kind.
     fn index(inventory: &PodInventory) -> &RwLock<Index<Self>>;
+    /// The labels selectors are matched against; none for kinds no selector picks from the inventory.
+    fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
 }
 
 impl Kept for PodInfo {
@@ -240,6 +244,9 @@ impl Kept for PodInfo {
     }
     fn index(inventory: &PodInventory) -> &RwLock<Index<Self>> {
         &inventory.pods
+    }
+    fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.labels)
     }
 }
 
@@ -266,7 +273,85 @@ impl Kept for NodeInfo {
 /// Records of one kind by namespace, then name: a request reads one namespace without scanning the cluster.
 #[derive(Debug)]
 pub struct Index<T> {
-    by_namespace: HashMap<String, BTreeMap<String, Arc<T>>>,
+    by_namespace: HashMap<String, Namespace<T>>,
+}
+
+/// One namespace's records, by name and by label pair.
+#[derive(Debug)]
+struct Namespace<T> {
+    by_name: BTreeMap<String, Arc<T>>,
+    /// Label key, then value, then the names of the records that carry the pair: a selector's equality terms
+    /// read the records they name, however many others the namespace holds.
+    by_label: HashMap<String, HashMap<String, BTreeSet<String>>>,
+}
+
+impl<T> Default for Namespace<T> {
+    fn default() -> Self {
+        Self {
+            by_name: BTreeMap::new(),
+            by_label: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Kept> Namespace<T> {
+    fn insert(&mut self, name: String, record: Arc<T>) {
+        self.remove(&name);
+        for (key, value) in record.labels().into_iter().flatten() {
+            self.by_label
+                .entry(key.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        self.by_name.insert(name, record);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.by_name.remove(name) {
+            self.unlabel(&old);
+        }
+    }
+
+    /// Takes `record`'s name out of the lists of its label pairs.
+    fn unlabel(&mut self, record: &T) {
+        let name = record.key().1;
+        for (key, value) in record.labels().into_iter().flatten() {
+            let Some(values) = self.by_label.get_mut(key) else {
+                continue;
+            };
+            if let Some(names) = values.get_mut(value) {
+                names.remove(name);
+                if names.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(key);
+            }
+        }
+    }
+
+    /// The records that can match `selector`: those named by the shortest list of its equality terms, or all.
+    fn candidates<'a>(
+        &'a self,
+        selector: &LabelSelector,
+    ) -> Box<dyn Iterator<Item = &'a Arc<T>> + 'a> {
+        let mut shortest: Option<&BTreeSet<String>> = None;
+        for (key, value) in selector.required_pairs() {
+            let Some(names) = self.by_label.get(key).and_then(|v| v.get(value)) else {
+                return Box::new(std::iter::empty());
+            };
+            if shortest.is_none_or(|s| names.len() < s.len()) {
+                shortest = Some(names);
+            }
+        }
+        match shortest {
+            Some(names) => Box::new(names.iter().filter_map(|n| self.by_name.get(n))),
+            None => Box::new(self.by_name.values()),
+        }
+    }
 }
 
 impl<T> Default for Index<T> {
@@ -292,7 +377,7 @@ impl<T: Kept> Index<T> {
     pub fn delete(&mut self, namespace: &str, name: &str) {
         if let Some(records) = self.by_namespace.get_mut(namespace) {
             records.remove(name);
-            if records.is_empty() {
+            if records.by_name.is_empty() {
                 self.by_namespace.remove(namespace);
             }
         }
@@ -313,7 +398,7 @@ impl<T: Kept> Index<T> {
 
     /// One record.
     pub fn get(&self, namespace: &str, name: &str) -> Option<&Arc<T>> {
-        self.by_namespace.get(namespace)?.get(name)
+        self.by_namespace.get(namespace)?.by_name.get(name)
     }
 
     /// The records of one namespace, by name.
@@ -321,17 +406,29 @@ impl<T: Kept> Index<T> {
         self.by_namespace
             .get(namespace)
             .into_iter()
-            .flat_map(|m| m.values())
+            .flat_map(|m| m.by_name.values())
+    }
+
+    /// The records of one namespace whose labels `selector` matches, by name; equality terms are answered
+    /// from the label index.
+    pub fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<&Arc<T>> {
+        let Some(records) = self.by_namespace.get(namespace) else {
+            return Vec::new();
+        };
+        records
+            .candidates(selector)
+            .filter(|r| r.labels().is_none_or(|labels| selector.matches(labels)))
+            .collect()
     }
 
     /// Every record.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
-        self.by_namespace.values().flat_map(|m| m.values())
+        self.by_namespace.values().flat_map(|m| m.by_name.values())
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.by_namespace.values().map(BTreeMap::len).sum()
+        self.by_namespace.values().map(|m| m.by_name.len()).sum()
     }
 
     /// True when there are none.
@@ -523,8 +620,9 @@ impl PodInventory {
     /// Live pods of `namespace` matching `selector`, sorted by name.
     pub fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<Arc<PodInfo>> {
         read(&self.pods)
-            .in_namespace(namespace)
-            .filter(|p| p.is_live() && selector.matches(&p.labels))
+            .select(namespace, selector)
+            .into_iter()
+            .filter(|p| p.is_live())
             .cloned()
             .collect()
     }
@@ -595,6 +693,63 @@ mod tests {
             ready_changed: None,
             containers: vec![],
         }
+    }
+
+    /// What `select` must give: every live pod of the namespace the selector matches, by name.
+    fn scanned(inventory: &PodInventory, namespace: &str, selector: &LabelSelector) -> Vec<String> {
+        read(&inventory.pods)
+            .in_namespace(namespace)
+            .filter(|p| p.is_live() && selector.matches(&p.labels))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn selects_through_the_label_index_what_a_scan_would_find_across_changes() {
+        let inventory = PodInventory::new();
+        let selected = |selector: &str| -> Vec<String> {
+            let selector: LabelSelector = selector.parse().unwrap();
+            let indexed: Vec<String> = inventory
+                .select("ns", &selector)
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            assert_eq!(indexed, scanned(&inventory, "ns", &selector), "{selector}");
+            indexed
+        };
+        for i in 0..30 {
+            let app = format!("app-{}", i % 3);
+            let tier = if i % 2 == 0 { "web" } else { "db" };
+            inventory.upsert(pod(
+                "ns",
+                &format!("p{i:02}"),
+                &[("app", &app), ("tier", tier)],
+            ));
+        }
+        assert_eq!(selected("app=app-1,tier=web").len(), 5);
+        assert_eq!(selected("app in (app-2)").len(), 10);
+        assert_eq!(selected("app=app-1,tier!=web").len(), 5);
+        assert!(selected("app=nothing").is_empty());
+        assert_eq!(selected("app notin (app-0)").len(), 20);
+
+        // A pod whose labels change leaves its old pairs' lists; a deleted pod leaves every list.
+        inventory.upsert(pod("ns", "p01", &[("app", "app-0"), ("tier", "web")]));
+        inventory.remove("ns", "p04");
+        inventory.upsert(pod("ns", "p05", &[]));
+        assert_eq!(
+            selected("app=app-1"),
+            ["p07", "p10", "p13", "p16", "p19", "p22", "p25", "p28"]
+        );
+        assert_eq!(selected("app=app-0,tier=web").len(), 6);
+        assert!(!selected("tier=db").contains(&"p05".to_owned()));
+
+        // A re-list replaces the namespace's lists with the new records'.
+        write(&inventory.pods).replace(
+            &Scope::Namespace("ns".into()),
+            vec![pod("ns", "q", &[("app", "app-1")])],
+        );
+        assert_eq!(selected("app=app-1"), ["q"]);
+        assert!(selected("tier=web").is_empty());
     }
 
     fn names(inventory: &PodInventory, namespace: &str) -> Vec<String> {

@@ -121,6 +121,20 @@ impl LabelSelector {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
+
+    /// The `(key, value)` pairs every matching label set holds: from `k=v`, `k==v` and `k in (v)`. An index
+    /// of label pairs answers the selector from the shortest of their lists instead of testing every object.
+    pub fn required_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements.iter().filter_map(|r| match r {
+            Requirement::Label(Expression::Equal(key, value)) => {
+                Some((key.as_str(), value.as_str()))
+            }
+            Requirement::Label(Expression::In(key, values)) if values.len() == 1 => {
+                Some((key.as_str(), values.first()?.as_str()))
+            }
+            _ => None,
+        })
+    }
 }
 
 impl LabelSelector {
@@ -469,6 +483,21 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn required_pairs_are_the_equalities_every_match_holds() {
+        let pairs = |s: &str| -> Vec<(String, String)> {
+            parse(s)
+                .required_pairs()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            pairs("app=a,tier in (web),env!=prod,x in (1,2),y,z>3"),
+            [("app".into(), "a".into()), ("tier".into(), "web".into())]
+        );
+        assert!(pairs("app!=a,!b").is_empty());
     }
 
     #[test]

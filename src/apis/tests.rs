@@ -56,24 +56,34 @@ fn api_resource_list_always_emits_singular_name() {
     );
 }
 
+fn to_json(list: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(list).unwrap()
+}
+
 #[test]
 fn v1beta2_metric_value_list_nests_the_metric_identifier() {
-    let json = metric_value_list(CustomVersion::V1Beta2, &[secondary_pod_value(None)]);
+    let json = to_json(metric_value_list(
+        CustomVersion::V1Beta2,
+        vec![secondary_pod_value(None)],
+    ));
     assert_eq!(json, golden("metricvaluelist-v1beta2.json"));
 }
 
 #[test]
 fn v1beta1_metric_value_list_is_flat_with_a_null_selector() {
-    let json = metric_value_list(CustomVersion::V1Beta1, &[secondary_pod_value(None)]);
+    let json = to_json(metric_value_list(
+        CustomVersion::V1Beta1,
+        vec![secondary_pod_value(None)],
+    ));
     assert_eq!(json, golden("metricvaluelist-v1beta1.json"));
 }
 
 #[test]
 fn empty_lists_have_empty_items_not_null() {
-    let json = metric_value_list(CustomVersion::V1Beta2, &[]);
+    let json = to_json(metric_value_list(CustomVersion::V1Beta2, vec![]));
     assert_eq!(json["items"], serde_json::json!([]));
     assert_eq!(
-        external_metric_value_list(vec![])["items"],
+        to_json(external_metric_value_list(vec![]))["items"],
         serde_json::json!([])
     );
 }
@@ -84,7 +94,7 @@ fn metric_selector_is_echoed_as_a_label_selector() {
         .parse()
         .unwrap();
     let value = secondary_pod_value(Some(LabelSelectorJson::from_selector(&selector)));
-    let json = metric_value_list(CustomVersion::V1Beta2, &[value]);
+    let json = to_json(metric_value_list(CustomVersion::V1Beta2, vec![value]));
     assert_eq!(
         json["items"][0]["metric"]["selector"],
         serde_json::json!({
@@ -100,7 +110,7 @@ fn metric_selector_is_echoed_as_a_label_selector() {
 
 #[test]
 fn external_metric_value_list_matches_the_contract() {
-    let json = external_metric_value_list(vec![ExternalMetricValue {
+    let json = to_json(external_metric_value_list(vec![ExternalMetricValue {
         metric_name: "xroad_messages_per_second".into(),
         metric_labels: [(
             "deployment".to_string(),
@@ -110,7 +120,7 @@ fn external_metric_value_list_matches_the_contract() {
         timestamp: rfc3339(1_740_823_200),
         window: Some(120),
         value: Quantity::from_f64(125.0).unwrap(),
-    }]);
+    }]));
     assert_eq!(json, golden("externalmetricvaluelist.json"));
 }
 

@@ -126,10 +126,9 @@ impl FailurePolicy {
                 self.config.load_metric
             )
         })?;
-        let per_pod = by_pod(&load_answer.samples);
         let load: f64 = pods
             .iter()
-            .filter_map(|p| per_pod.get(&p.name))
+            .filter_map(|p| load_answer.pod_value(&target.namespace, &p.name))
             .filter(|v| v.is_finite())
             .sum();
 

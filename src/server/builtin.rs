@@ -1,15 +1,13 @@
 //! The built-in metrics' values: per-pod and per-namespace custom metrics, and their external totals, from
 //! the catalogue's queries answered through the cache and attributed to the pods the inventory knows.
 
-use std::collections::HashMap;
-
 use super::params::{metric_matchers, quantity, selector_param};
 use super::policies::{deployment_metric, external_policy_metric, policy_metrics};
 use super::routes::{CustomRequest, ObjectName};
 use super::{AppState, Configured, rules};
 use crate::apis::{
-    self, CUSTOM_GROUP, EXTERNAL_GROUP, ExternalMetricValue, LabelSelectorJson, MetricValue,
-    ObjectReference,
+    self, CUSTOM_GROUP, EXTERNAL_GROUP, ExternalMetricValue, ExternalMetricValueList,
+    LabelSelectorJson, MetricValue, MetricValueList, ObjectReference,
 };
 use crate::catalog::{DEPLOYMENTS, NAMESPACES, PODS, Scope};
 use crate::error::ApiError;
@@ -21,7 +19,7 @@ pub(super) async fn custom_metric(
     configured: &Configured,
     request: &CustomRequest,
     query: Option<&str>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<MetricValueList, ApiError> {
     let metric_not_found = || ApiError::MetricNotFound {
         group: CUSTOM_GROUP,
         resource: request.resource.clone(),
@@ -93,15 +91,11 @@ pub(super) async fn custom_metric(
                         .map_err(ApiError::Backend)?,
                 )
             };
-            let by_pod: HashMap<&str, f64> = answer
-                .iter()
-                .flat_map(|a| &a.samples)
-                .filter_map(|s| Some((s.labels.get("pod")?.as_str(), s.value)))
-                .collect();
             let timestamp = answer.as_ref().map_or(0, |a| a.fetched_at);
             pods.iter()
                 .filter_map(|pod| {
-                    let v = quantity(*by_pod.get(pod.name.as_str())?, &pod.name)?;
+                    let v = answer.as_ref()?.pod_value(namespace, &pod.name)?;
+                    let v = quantity(v, &pod.name)?;
                     Some(value(pod_reference(namespace, &pod.name), timestamp, v))
                 })
                 .collect::<Vec<_>>()
@@ -120,18 +114,11 @@ pub(super) async fn custom_metric(
                 .iter()
                 .filter_map(|ns| {
                     // Only live pods count: a deleted pod's trailing rate() must not.
-                    let live: std::collections::HashSet<String> = state
+                    let samples: Vec<f64> = state
                         .inventory
                         .select(ns, &LabelSelector::everything())
                         .iter()
-                        .map(|p| p.name.clone())
-                        .collect();
-                    let samples: Vec<f64> = answer
-                        .samples
-                        .iter()
-                        .filter(|s| s.labels.get("namespace") == Some(ns))
-                        .filter(|s| s.labels.get("pod").is_some_and(|p| live.contains(p)))
-                        .map(|s| s.value)
+                        .filter_map(|pod| answer.pod_value(ns, &pod.name))
                         .collect();
                     if samples.is_empty() {
                         return None;
@@ -148,7 +135,7 @@ pub(super) async fn custom_metric(
     {
         return Err(object_not_found(name));
     }
-    Ok(apis::metric_value_list(request.version, &values))
+    Ok(apis::metric_value_list(request.version, values))
 }
 
 fn pod_reference(namespace: &str, name: &str) -> ObjectReference {
@@ -176,7 +163,7 @@ pub(super) async fn external_metric(
     namespace: &str,
     metric: &str,
     query: Option<&str>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<ExternalMetricValueList, ApiError> {
     if policy_metrics(configured).any(|m| m == metric) {
         return external_policy_metric(configured, namespace, metric, query);
     }

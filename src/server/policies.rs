@@ -4,7 +4,10 @@
 use super::Configured;
 use super::params::selector_param;
 use super::routes::{CustomRequest, ObjectName};
-use crate::apis::{self, ExternalMetricValue, MetricValue, ObjectReference};
+use crate::apis::{
+    self, ExternalMetricValue, ExternalMetricValueList, MetricValue, MetricValueList,
+    ObjectReference,
+};
 use crate::catalog::{POLICY_METRICS, SCALE_ON_FAILURE_REPLICAS};
 use crate::error::ApiError;
 use crate::policy::ReplicaDecision;
@@ -31,7 +34,7 @@ fn policy_value(decision: &ReplicaDecision, metric: &str) -> Quantity {
 pub(super) fn deployment_metric(
     configured: &Configured,
     request: &CustomRequest,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<MetricValueList, ApiError> {
     let namespace = request.namespace.as_deref().ok_or(ApiError::PathNotFound)?;
     let policies: Vec<_> = match &request.name {
         ObjectName::One(name) => configured
@@ -80,7 +83,7 @@ pub(super) fn deployment_metric(
             metric: request.metric.clone(),
         });
     }
-    Ok(apis::metric_value_list(request.version, &values))
+    Ok(apis::metric_value_list(request.version, values))
 }
 
 /// The external form: one item per policy in the namespace, labelled `deployment` and `policy`.
@@ -89,7 +92,7 @@ pub(super) fn external_policy_metric(
     namespace: &str,
     metric: &str,
     query: Option<&str>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<ExternalMetricValueList, ApiError> {
     let selector = selector_param(query, "labelSelector")?.unwrap_or_default();
     let items = configured
         .policies

@@ -12,7 +12,10 @@ use super::AppState;
 use super::params::{quantity, selector_param};
 use super::routes::{CustomRequest, ObjectName, Route};
 use crate::adapter_rules::AdapterRules;
-use crate::apis::{self, ContainerMetrics, ExternalMetricValue, MetricValue, ObjectReference};
+use crate::apis::{
+    self, ContainerMetrics, ExternalMetricValue, ExternalMetricValueList, MetricValue,
+    MetricValueList, ObjectReference,
+};
 use crate::catalog::PODS;
 use crate::compat::query::{Objects, QueryError, custom_query, external_query, groups_by_resource};
 use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
@@ -56,7 +59,7 @@ pub(super) async fn custom(
     rules: &AdapterRules,
     request: &CustomRequest,
     query: Option<&str>,
-) -> Option<Result<serde_json::Value, ApiError>> {
+) -> Option<Result<MetricValueList, ApiError>> {
     let loaded = rules.current();
     let resource = loaded
         .config
@@ -98,7 +101,7 @@ pub(super) async fn custom(
                         name: name.clone(),
                         metric: request.metric.clone(),
                     }),
-                    ObjectName::All => Ok(apis::metric_value_list(request.version, &[])),
+                    ObjectName::All => Ok(apis::metric_value_list(request.version, Vec::new())),
                 };
             }
             // One name is one equality matcher; many are a regex only where the answer cannot be sorted out.
@@ -148,7 +151,7 @@ pub(super) async fn custom(
                 });
             }
             let values: Vec<MetricValue> = values.into_values().collect();
-            Ok(apis::metric_value_list(request.version, &values))
+            Ok(apis::metric_value_list(request.version, values))
         }
         .await,
     )
@@ -161,7 +164,7 @@ pub(super) async fn external(
     namespace: &str,
     metric: &str,
     query: Option<&str>,
-) -> Option<Result<serde_json::Value, ApiError>> {
+) -> Option<Result<ExternalMetricValueList, ApiError>> {
     let loaded = rules.current();
     let source = loaded.registry.external(metric)?.clone();
     let rule = &loaded.config.external_rules[source.rule];
