@@ -8,7 +8,10 @@
 //! - the floor: a server with the adapter's TLS and HTTP stack answering a constant body of the same size
 //!   from memory, so the ratio says how close to the limit each request is.
 //!
-//! Run with `cargo bench --bench load` (about six minutes; needs Debian's `prometheus` and `nghttp2-client`,
+//! Throughput is measured with 4 connections of 10 streams each; latency (p50, p99) one request at a time, so
+//! that it compares servers without queueing. Each run lasts 3 s after a second of warm-up.
+//!
+//! Run with `cargo bench --bench load` (about nine minutes; needs Debian's `prometheus` and `nghttp2-client`,
 //! which `scripts/install-deps.sh` installs).
 
 #[path = "../tests/support/mod.rs"]
@@ -81,25 +84,31 @@ struct Load {
     p99: Duration,
 }
 
-/// Runs `h2load` against `url` for about [`RUN`]: a short run first to size the real one.
-async fn h2load(url: &str, http1: bool) -> Load {
-    let quick = h2load_requests(url, http1, 200).await;
-    let requests = ((quick.per_second * RUN.as_secs_f64()) as usize).clamp(400, 200_000);
-    h2load_requests(url, http1, requests).await
+/// How `h2load` drives a server.
+#[derive(Clone, Copy)]
+enum Drive {
+    /// 4 connections with 10 streams each (HTTP/1.1: one request at a time per connection): throughput.
+    Throughput,
+    /// One request at a time: latency without queueing, comparable between servers.
+    Sequential,
 }
 
-async fn h2load_requests(url: &str, http1: bool, requests: usize) -> Load {
+/// Runs `h2load` against `url` for [`RUN`] after a second of warm-up; every answer must be 2xx.
+async fn h2load(url: &str, http1: bool, drive: Drive) -> Load {
     let tool = require_tool("h2load", "apt-get install -y nghttp2-client");
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut command = tokio::process::Command::new(tool);
-    command.args(["-n", &requests.to_string(), "-c", "4"]);
+    let (connections, streams) = match (drive, http1) {
+        (Drive::Sequential, _) => ("1", "1"),
+        (Drive::Throughput, true) => ("4", "1"),
+        (Drive::Throughput, false) => ("4", "10"),
+    };
+    command.args(["-c", connections, "-m", streams]);
     if http1 {
-        // Prometheus speaks HTTP/1.1, one request at a time per connection.
-        command.args(["--h1", "-m", "1"]);
-    } else {
-        command.args(["-m", "10"]);
+        command.arg("--h1");
     }
     let output = command
+        .args(["-D", &RUN.as_secs().to_string(), "--warm-up-time", "1"])
         .arg("--log-file")
         .arg(log.path())
         .arg(url)
@@ -108,12 +117,19 @@ async fn h2load_requests(url: &str, http1: bool, requests: usize) -> Load {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "h2load failed: {text}");
-    let succeeded = text
+    let codes: Vec<usize> = text
         .lines()
         .find_map(|l| l.strip_prefix("status codes: "))
-        .and_then(|l| l.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(0);
-    assert_eq!(succeeded, requests, "every answer 2xx from {url}:\n{text}");
+        .map(|l| {
+            l.split(", ")
+                .filter_map(|c| c.split_whitespace().next()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        codes.len() == 4 && codes[0] > 0 && codes[1..].iter().all(|c| *c == 0),
+        "every answer 2xx from {url}:\n{text}"
+    );
     let per_second = text
         .lines()
         .find_map(|l| l.strip_prefix("finished in "))
@@ -131,6 +147,19 @@ async fn h2load_requests(url: &str, http1: bool, requests: usize) -> Load {
         per_second,
         p50: at(0.5),
         p99: at(0.99),
+    }
+}
+
+/// Throughput and sequential latency of one URL.
+struct Measured {
+    throughput: Load,
+    sequential: Load,
+}
+
+async fn measure(url: &str, http1: bool) -> Measured {
+    Measured {
+        throughput: h2load(url, http1, Drive::Throughput).await,
+        sequential: h2load(url, http1, Drive::Sequential).await,
     }
 }
 
@@ -183,9 +212,9 @@ impl Floor {
     }
 
     /// The floor for answers of `bytes` bytes.
-    async fn measure(&self, bytes: usize) -> Load {
+    async fn measure(&self, bytes: usize) -> Measured {
         *self.body.write().unwrap() = axum::body::Bytes::from(vec![b' '; bytes]);
-        h2load(&format!("https://localhost:{}/floor", self.port), false).await
+        measure(&format!("https://localhost:{}/floor", self.port), false).await
     }
 }
 
@@ -301,26 +330,28 @@ async fn main() {
                 *selected
             };
             assert_eq!(served, expected, "{path}");
-            let ours = h2load(&format!("{base}{path}"), false).await;
-            let direct = h2load(
+            let ours = measure(&format!("{base}{path}"), false).await;
+            let direct = measure(
                 &format!("{}/api/v1/query?query={}", prometheus.url, encode(promql)),
                 true,
             )
             .await;
             let limit = floor.measure(body.len()).await;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
             println!(
-                "{name:<30} {pods:>6} {:>10.0} {:>9.2} {:>9.2} {:>8}   {:>10.0} {:>9.2} {:>9.2}   {:>10.0} {:>9.2}   {:>8.3} {:>8.2}",
-                ours.per_second,
-                ours.p50.as_secs_f64() * 1e3,
-                ours.p99.as_secs_f64() * 1e3,
+                "{name:<28} {pods:>6} {:>8} | {:>8.0} {:>8.0} {:>8.0} | {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>8.3} {:>7.2}",
                 body.len(),
-                direct.per_second,
-                direct.p50.as_secs_f64() * 1e3,
-                direct.p99.as_secs_f64() * 1e3,
-                limit.per_second,
-                limit.p99.as_secs_f64() * 1e3,
-                ours.p99.as_secs_f64() / direct.p99.as_secs_f64(),
-                limit.per_second / ours.per_second,
+                ours.throughput.per_second,
+                direct.throughput.per_second,
+                limit.throughput.per_second,
+                ms(ours.sequential.p50),
+                ms(ours.sequential.p99),
+                ms(direct.sequential.p50),
+                ms(direct.sequential.p99),
+                ms(limit.sequential.p50),
+                ms(limit.sequential.p99),
+                ours.sequential.p99.as_secs_f64() / direct.sequential.p99.as_secs_f64(),
+                limit.throughput.per_second / ours.throughput.per_second,
             );
         }
         let elapsed = started.elapsed();
@@ -336,7 +367,8 @@ async fn main() {
         );
     }
     println!(
-        "÷direct: the adapter's p99 over the direct Prometheus query's p99 (lower is better); \
-         ÷floor: the floor's req/s over the adapter's (1 is the limit)"
+        "req/s: 4 connections of 10 streams (Prometheus: 4 HTTP/1.1 connections); p50, p99: one request at a \
+         time. p99 ÷ direct: the adapter's sequential p99 over the direct query's (lower is better); \
+         floor ÷ req/s: the floor's throughput over the adapter's (1 is the limit)"
     );
 }

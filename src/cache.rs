@@ -17,7 +17,7 @@ use crate::telemetry::{Metrics, ReasonLabels};
 use crate::unix_now;
 
 /// One backend answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Answer {
     /// The samples.
     pub samples: Vec<Sample>,
@@ -25,6 +25,20 @@ pub struct Answer {
     pub fetched_at: i64,
     /// The value of each pod's series, by namespace and pod; built by the first caller that asks.
     by_pod: OnceLock<HashMap<String, HashMap<String, f64>>>,
+    /// Per namespace, a sum over its live pods and the pods' generation it was computed for.
+    sums: Mutex<HashMap<String, (u64, Option<f64>)>>,
+}
+
+impl PartialEq for Answer {
+    fn eq(&self, other: &Self) -> bool {
+        self.samples == other.samples && self.fetched_at == other.fetched_at
+    }
+}
+
+impl Clone for Answer {
+    fn clone(&self) -> Self {
+        Self::new(self.samples.clone(), self.fetched_at)
+    }
 }
 
 impl Answer {
@@ -34,7 +48,35 @@ impl Answer {
             samples,
             fetched_at,
             by_pod: OnceLock::new(),
+            sums: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The sum over `namespace`'s live pods of their series, as `compute` gives it with the pods' generation;
+    /// kept until the pods change, so a namespace total costs one lookup while they stay the same.
+    pub fn namespace_sum(
+        &self,
+        namespace: &str,
+        generation: u64,
+        compute: impl FnOnce() -> (Option<f64>, u64),
+    ) -> Option<f64> {
+        let known = self
+            .sums
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .copied();
+        if let Some((at, sum)) = known
+            && at == generation
+        {
+            return sum;
+        }
+        let (sum, at) = compute();
+        self.sums
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(namespace.to_owned(), (at, sum));
+        sum
     }
 
     /// The value of `pod`'s series in `namespace`. The index is built once per answer, so a request for a few
@@ -475,6 +517,46 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let sent = source.calls.load(Ordering::SeqCst);
         assert!(sent <= asks, "{sent} backend queries for {asks} requests");
+    }
+
+    fn pod_sample(namespace: &str, pod: &str, value: f64) -> Sample {
+        Sample {
+            labels: [
+                ("namespace".to_owned(), namespace.to_owned()),
+                ("pod".to_owned(), pod.to_owned()),
+            ]
+            .into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn pod_values_and_namespace_sums_are_derived_once_per_answer_and_pod_generation() {
+        let answer = Answer::new(
+            vec![
+                pod_sample("a", "p1", 1.0),
+                pod_sample("a", "p2", 2.0),
+                pod_sample("b", "p1", 4.0),
+            ],
+            0,
+        );
+        assert_eq!(answer.pod_value("a", "p2"), Some(2.0));
+        assert_eq!(answer.pod_value("b", "p1"), Some(4.0));
+        assert_eq!(answer.pod_value("b", "p2"), None);
+
+        let computed = std::cell::Cell::new(0);
+        let sum = |live: &'static [&'static str], generation: u64| {
+            answer.namespace_sum("a", generation, || {
+                computed.set(computed.get() + 1);
+                let sum = live.iter().filter_map(|p| answer.pod_value("a", p)).sum();
+                (Some(sum), generation)
+            })
+        };
+        assert_eq!(sum(&["p1", "p2"], 7), Some(3.0));
+        assert_eq!(sum(&["p1", "p2"], 7), Some(3.0));
+        assert_eq!(computed.get(), 1, "the same pods: computed once");
+        assert_eq!(sum(&["p1"], 8), Some(1.0), "a pod went away");
+        assert_eq!(computed.get(), 2);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ pub mod snapshot;
 pub mod streams;
 pub mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -274,15 +274,17 @@ impl Kept for NodeInfo {
 #[derive(Debug)]
 pub struct Index<T> {
     by_namespace: HashMap<String, Namespace<T>>,
+    /// Counts changes, so that what is derived from the records can be kept until they change.
+    generation: u64,
 }
 
 /// One namespace's records, by name and by label pair.
 #[derive(Debug)]
 struct Namespace<T> {
     by_name: BTreeMap<String, Arc<T>>,
-    /// Label key, then value, then the names of the records that carry the pair: a selector's equality terms
-    /// read the records they name, however many others the namespace holds.
-    by_label: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// Label key, then value, then the records that carry the pair, by name: a selector's equality terms read
+    /// the records they name, however many others the namespace holds.
+    by_label: HashMap<String, HashMap<String, BTreeMap<String, Arc<T>>>>,
 }
 
 impl<T> Default for Namespace<T> {
@@ -303,7 +305,7 @@ impl<T: Kept> Namespace<T> {
                 .or_default()
                 .entry(value.clone())
                 .or_default()
-                .insert(name.clone());
+                .insert(name.clone(), record.clone());
         }
         self.by_name.insert(name, record);
     }
@@ -333,24 +335,19 @@ impl<T: Kept> Namespace<T> {
         }
     }
 
-    /// The records that can match `selector`: those named by the shortest list of its equality terms, or all.
-    fn candidates<'a>(
-        &'a self,
-        selector: &LabelSelector,
-    ) -> Box<dyn Iterator<Item = &'a Arc<T>> + 'a> {
-        let mut shortest: Option<&BTreeSet<String>> = None;
+    /// The records that can match `selector`, by name: those carrying the pair of its equality terms with the
+    /// fewest records, or all; `None` when a pair has none. True when every candidate matches: the selector
+    /// is that one pair.
+    fn candidates(&self, selector: &LabelSelector) -> Option<(&BTreeMap<String, Arc<T>>, bool)> {
+        let mut shortest = &self.by_name;
+        let mut from_pair = false;
         for (key, value) in selector.required_pairs() {
-            let Some(names) = self.by_label.get(key).and_then(|v| v.get(value)) else {
-                return Box::new(std::iter::empty());
-            };
-            if shortest.is_none_or(|s| names.len() < s.len()) {
-                shortest = Some(names);
+            let records = self.by_label.get(key)?.get(value)?;
+            if records.len() < shortest.len() || !from_pair {
+                (shortest, from_pair) = (records, true);
             }
         }
-        match shortest {
-            Some(names) => Box::new(names.iter().filter_map(|n| self.by_name.get(n))),
-            None => Box::new(self.by_name.values()),
-        }
+        Some((shortest, from_pair && selector.requirements().len() == 1))
     }
 }
 
@@ -358,6 +355,7 @@ impl<T> Default for Index<T> {
     fn default() -> Self {
         Self {
             by_namespace: HashMap::new(),
+            generation: 0,
         }
     }
 }
@@ -365,6 +363,7 @@ impl<T> Default for Index<T> {
 impl<T: Kept> Index<T> {
     /// Adds or replaces one record.
     pub fn apply(&mut self, record: T) {
+        self.generation += 1;
         let (namespace, name) = record.key();
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
         self.by_namespace
@@ -375,6 +374,7 @@ impl<T: Kept> Index<T> {
 
     /// Removes one record.
     pub fn delete(&mut self, namespace: &str, name: &str) {
+        self.generation += 1;
         if let Some(records) = self.by_namespace.get_mut(namespace) {
             records.remove(name);
             if records.by_name.is_empty() {
@@ -385,6 +385,7 @@ impl<T: Kept> Index<T> {
 
     /// Makes `records` the whole content of `scope`: what is not among them is gone.
     pub fn replace(&mut self, scope: &Scope, records: Vec<T>) {
+        self.generation += 1;
         match scope {
             Scope::Cluster => self.by_namespace.clear(),
             Scope::Namespace(namespace) => {
@@ -412,12 +413,16 @@ impl<T: Kept> Index<T> {
     /// The records of one namespace whose labels `selector` matches, by name; equality terms are answered
     /// from the label index.
     pub fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<&Arc<T>> {
-        let Some(records) = self.by_namespace.get(namespace) else {
+        let Some((candidates, exact)) = self
+            .by_namespace
+            .get(namespace)
+            .and_then(|records| records.candidates(selector))
+        else {
             return Vec::new();
         };
-        records
-            .candidates(selector)
-            .filter(|r| r.labels().is_none_or(|labels| selector.matches(labels)))
+        candidates
+            .values()
+            .filter(|r| exact || r.labels().is_none_or(|labels| selector.matches(labels)))
             .collect()
     }
 
@@ -625,6 +630,27 @@ impl PodInventory {
             .filter(|p| p.is_live())
             .cloned()
             .collect()
+    }
+
+    /// The sum of `value` over the live pods of `namespace` that have one, with the pods' generation: the
+    /// same generation means the same pods. `None` when no pod has a value.
+    pub fn sum_live(
+        &self,
+        namespace: &str,
+        value: impl Fn(&str) -> Option<f64>,
+    ) -> (Option<f64>, u64) {
+        let pods = read(&self.pods);
+        let sum = pods
+            .in_namespace(namespace)
+            .filter(|p| p.is_live())
+            .filter_map(|p| value(&p.name))
+            .fold(None, |sum: Option<f64>, v| Some(sum.unwrap_or(0.0) + v));
+        (sum, pods.generation)
+    }
+
+    /// The pods' generation: it changes whenever a pod is added, changed or removed.
+    pub fn pod_generation(&self) -> u64 {
+        read(&self.pods).generation
     }
 
     /// One pod, live or not.

@@ -152,6 +152,21 @@ fn json(value: impl Serialize) -> Response {
     axum::Json(value).into_response()
 }
 
+/// A JSON body written in one pass into a buffer of `capacity` bytes.
+fn json_sized(value: impl Serialize, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut body, &value)
+        .expect("value lists hold only strings, numbers and maps with string keys");
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     ApiError::PathNotFound.into_response()
 }
@@ -191,7 +206,9 @@ async fn dispatch(
             _ => return Err(ApiError::PathNotFound),
         },
         Route::Custom(request) => {
-            json(builtin::custom_metric(state, &configured, &request, query).await?)
+            let list = builtin::custom_metric(state, &configured, &request, query).await?;
+            let capacity = list.size_hint();
+            json_sized(list, capacity)
         }
         Route::External { namespace, metric } => {
             json(builtin::external_metric(state, &configured, &namespace, &metric, query).await?)

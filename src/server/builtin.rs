@@ -1,6 +1,8 @@
 //! The built-in metrics' values: per-pod and per-namespace custom metrics, and their external totals, from
 //! the catalogue's queries answered through the cache and attributed to the pods the inventory knows.
 
+use std::sync::Arc;
+
 use super::params::{metric_matchers, quantity, selector_param};
 use super::policies::{deployment_metric, external_policy_metric, policy_metrics};
 use super::routes::{CustomRequest, ObjectName};
@@ -11,7 +13,6 @@ use crate::apis::{
 };
 use crate::catalog::{DEPLOYMENTS, NAMESPACES, PODS, Scope};
 use crate::error::ApiError;
-use crate::selector::LabelSelector;
 
 /// `custom.metrics.k8s.io` values: a policy metric, a rule-served metric, or a built-in one, in that order.
 pub(super) async fn custom_metric(
@@ -54,9 +55,10 @@ pub(super) async fn custom_metric(
         .as_ref()
         .map(LabelSelectorJson::from_selector);
     let window = def.window(configured.rate_window);
+    let metric: Arc<str> = request.metric.as_str().into();
     let value = |described_object, timestamp, value| MetricValue {
         described_object,
-        metric: request.metric.clone(),
+        metric: metric.clone(),
         selector: echo.clone(),
         timestamp,
         window_seconds: Some(window.as_secs() as i64),
@@ -92,11 +94,12 @@ pub(super) async fn custom_metric(
                 )
             };
             let timestamp = answer.as_ref().map_or(0, |a| a.fetched_at);
+            let shared: Arc<str> = namespace.as_str().into();
             pods.iter()
                 .filter_map(|pod| {
                     let v = answer.as_ref()?.pod_value(namespace, &pod.name)?;
                     let v = quantity(v, &pod.name)?;
-                    Some(value(pod_reference(namespace, &pod.name), timestamp, v))
+                    Some(value(pod_reference(&shared, &pod.name), timestamp, v))
                 })
                 .collect::<Vec<_>>()
         }
@@ -114,16 +117,13 @@ pub(super) async fn custom_metric(
                 .iter()
                 .filter_map(|ns| {
                     // Only live pods count: a deleted pod's trailing rate() must not.
-                    let samples: Vec<f64> = state
-                        .inventory
-                        .select(ns, &LabelSelector::everything())
-                        .iter()
-                        .filter_map(|pod| answer.pod_value(ns, &pod.name))
-                        .collect();
-                    if samples.is_empty() {
-                        return None;
-                    }
-                    let v = quantity(samples.iter().sum(), ns)?;
+                    let generation = state.inventory.pod_generation();
+                    let sum = answer.namespace_sum(ns, generation, || {
+                        state
+                            .inventory
+                            .sum_live(ns, |pod| answer.pod_value(ns, pod))
+                    })?;
+                    let v = quantity(sum, ns)?;
                     Some(value(namespace_reference(ns), answer.fetched_at, v))
                 })
                 .collect()
@@ -138,10 +138,10 @@ pub(super) async fn custom_metric(
     Ok(apis::metric_value_list(request.version, values))
 }
 
-fn pod_reference(namespace: &str, name: &str) -> ObjectReference {
+fn pod_reference(namespace: &Arc<str>, name: &str) -> ObjectReference {
     ObjectReference {
         kind: "Pod".into(),
-        namespace: Some(namespace.to_owned()),
+        namespace: Some(namespace.clone()),
         name: name.to_owned(),
         api_version: "v1".into(),
     }

@@ -191,6 +191,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Small responses go out at once: with Nagle's algorithm, a response written as a HEADERS and a DATA
+        // frame waits for the client's delayed ACK (40 ms on Linux) before its second half leaves. Go's
+        // servers, kube-apiserver included, set the same.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
         let (permit, reserved) = match slots.clone().try_acquire_owned() {
             Ok(permit) => (permit, false),
             Err(_) => match reserve.clone().try_acquire_owned() {

@@ -63,11 +63,11 @@ pub(super) fn deployment_metric(
         values.push(MetricValue {
             described_object: ObjectReference {
                 kind: "Deployment".into(),
-                namespace: Some(namespace.to_owned()),
+                namespace: Some(namespace.into()),
                 name: policy.config.target.deployment.clone(),
                 api_version: "apps/v1".into(),
             },
-            metric: request.metric.clone(),
+            metric: request.metric.as_str().into(),
             selector: None,
             timestamp: decision.decided_at,
             window_seconds: None,

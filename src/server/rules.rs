@@ -7,6 +7,7 @@
 //! object names are listed, regex-escaped, as the Prometheus Adapter lists them.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use super::AppState;
 use super::params::{quantity, selector_param};
@@ -39,17 +40,19 @@ fn reference(
     ObjectReference {
         kind: known
             .as_ref()
-            .map_or_else(|| resource.resource.clone(), |k| k.kind.to_string()),
-        namespace: namespace.map(str::to_owned),
+            .map_or_else(|| resource.resource.clone().into(), |k| k.kind.clone()),
+        namespace: namespace.map(Arc::from),
         name: name.to_owned(),
-        api_version: known.map_or_else(
-            || {
-                format!("{}/v1", resource.group)
-                    .trim_start_matches('/')
-                    .to_owned()
-            },
-            |k| k.api_version(),
-        ),
+        api_version: known
+            .map_or_else(
+                || {
+                    format!("{}/v1", resource.group)
+                        .trim_start_matches('/')
+                        .to_owned()
+                },
+                |k| k.api_version(),
+            )
+            .into(),
     }
 }
 
@@ -118,6 +121,7 @@ pub(super) async fn custom(
                 .expect("custom_query succeeded, so the resource has a label");
             let wanted: Option<HashSet<&String>> = wanted.as_ref().map(|w| w.iter().collect());
             let mut values: BTreeMap<String, MetricValue> = BTreeMap::new();
+            let metric: Arc<str> = request.metric.as_str().into();
             for sample in &answer.samples {
                 let Some(name) = sample.labels.get(&label) else {
                     continue;
@@ -132,7 +136,7 @@ pub(super) async fn custom(
                     name.clone(),
                     MetricValue {
                         described_object: reference(&loaded.config.resources, &resource, namespace, name),
-                        metric: request.metric.clone(),
+                        metric: metric.clone(),
                         selector: (!metric_selector.selects_all())
                             .then(|| apis::LabelSelectorJson::from_selector(&metric_selector)),
                         timestamp: answer.fetched_at,
