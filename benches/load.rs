@@ -240,20 +240,38 @@ async fn main() {
     let per_pod =
         |matchers: &[String]| metric.per_pod_query(Scope::Namespace(NAMESPACE), matchers, window);
     println!(
-        "{:<30} {:>6} {:>10} {:>9} {:>9} {:>8}   {:>10} {:>9} {:>9}   {:>10} {:>9}   {:>8} {:>8}",
+        "{:<28} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>8} {:>7}",
         "request",
         "pods",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
         "bytes",
-        "direct r/s",
+        "req/s",
+        "direct",
+        "floor",
+        "p50",
+        "p99",
+        "direct",
+        "direct",
+        "floor",
+        "floor",
+        "p99 ÷",
+        "floor ÷"
+    );
+    println!(
+        "{:<28} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>8} {:>7}",
+        "",
+        "",
+        "",
+        "",
+        "req/s",
+        "req/s",
+        "ms",
+        "ms",
         "p50 ms",
         "p99 ms",
-        "floor r/s",
+        "p50 ms",
         "p99 ms",
-        "÷direct",
-        "÷floor"
+        "direct",
+        "req/s"
     );
     for pods in SIZES {
         let (kube, _) = FakeKube::start().await;
