@@ -176,7 +176,7 @@ impl Floor {
         let (cert, key) = tls::ensure_self_signed(dir.path(), &["localhost".to_owned()]).unwrap();
         let config = tls::server_config(
             tls::ServingCert::load(&cert, &key).unwrap(),
-            tls::TlsMinVersion::Tls12,
+            &tls::TlsOptions::default(),
         )
         .unwrap();
         let body = Arc::new(RwLock::new(axum::body::Bytes::new()));

@@ -83,8 +83,9 @@ pub struct SourceArgs {
     /// Take pods from this file (what `kubectl get deploy,rs,pods -A -o yaml` prints) instead of the cluster.
     #[arg(long, conflicts_with = "kubeconfig")]
     pub inventory: Option<PathBuf>,
-    /// The kubeconfig to watch pods with (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`).
-    #[arg(long)]
+    /// The kubeconfig to watch pods with (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`);
+    /// `--lister-kubeconfig` is the Prometheus Adapter's name for it.
+    #[arg(long, alias = "lister-kubeconfig")]
     pub kubeconfig: Option<PathBuf>,
     /// Watch pods only in these namespaces (repeatable; default: all).
     #[arg(long = "watch-namespace")]
@@ -135,6 +136,13 @@ pub struct ServeArgs {
     /// The lowest TLS version accepted.
     #[arg(long, value_enum, default_value = "VersionTLS12")]
     pub tls_min_version: tls::TlsMinVersion,
+    /// The TLS 1.2 cipher suites offered, comma-separated, in Go's names (TLS 1.3's are always on); suites
+    /// rustls does not implement (CBC, RC4, 3DES, static RSA) are logged and left out.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_cipher_suites: Vec<String>,
+    /// Serve HTTP/1.1 only.
+    #[arg(long)]
+    pub disable_http2: bool,
     /// `delegated` (default) or `none` (loopback bind addresses only).
     #[arg(long, value_enum, default_value = "delegated")]
     pub authentication: Authentication,
@@ -531,7 +539,14 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     };
     let serving_cert = tls::ServingCert::load(&cert, &key)?;
     serving_cert.spawn_reloader(CERT_RELOAD_INTERVAL);
-    let tls_config = tls::server_config(serving_cert, args.tls_min_version)?;
+    let tls_config = tls::server_config(
+        serving_cert,
+        &tls::TlsOptions {
+            min_version: args.tls_min_version,
+            cipher_suites: args.tls_cipher_suites.clone(),
+            http2: !args.disable_http2,
+        },
+    )?;
     let limits = Limits {
         max_in_flight: args.max_requests_inflight,
         request_timeout: args.request_timeout,

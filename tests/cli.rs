@@ -104,6 +104,24 @@ fn bad_flags_and_files_get_clear_messages() {
     assert!(!ok && text.contains("\"PUT\" is not GET or POST"), "{text}");
     let (ok, text) = adapter(&["serve", "--prometheus-header", "X Tenant=a"]);
     assert!(!ok && text.contains("is not an HTTP header name"), "{text}");
+    let certs = tempfile::tempdir().unwrap();
+    let (ok, text) = adapter(&[
+        "serve",
+        "--authentication",
+        "none",
+        "--bind-address",
+        "127.0.0.1",
+        "--cert-dir",
+        certs.path().to_str().unwrap(),
+        "--tls-cipher-suites",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265",
+    ]);
+    assert!(
+        !ok && text.contains(
+            "cipher suite TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265 not supported or doesn't exist"
+        ),
+        "{text}"
+    );
     let (ok, text) = adapter(
         &[
             &[
@@ -121,6 +139,26 @@ fn bad_flags_and_files_get_clear_messages() {
     );
     assert!(
         !ok && text.contains("cannot read inventory /nonexistent.yaml"),
+        "{text}"
+    );
+    // The Prometheus Adapter's name for the kubeconfig that lists objects.
+    let (ok, text) = adapter(
+        &[
+            &[
+                "query",
+                "-n",
+                "sidecar",
+                "--metric",
+                "m",
+                "--lister-kubeconfig",
+                "/nonexistent/kubeconfig",
+            ],
+            PROM,
+        ]
+        .concat(),
+    );
+    assert!(
+        !ok && text.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
         "{text}"
     );
 }

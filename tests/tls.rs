@@ -99,7 +99,7 @@ async fn a_rotated_serving_certificate_is_served_to_new_connections_without_drop
     let (cert, key, ca_file) = write_serving_cert(&old_ca, dir.path());
     let serving = tls::ServingCert::load(&cert, &key).unwrap();
     serving.spawn_reloader(std::time::Duration::from_millis(100));
-    let config = tls::server_config(serving, tls::TlsMinVersion::Tls12).unwrap();
+    let config = tls::server_config(serving, &tls::TlsOptions::default()).unwrap();
     let adapter = TlsAdapter::start_with(
         state("http://127.0.0.1:9"),
         config,
@@ -134,7 +134,10 @@ async fn tls_1_3_only_refuses_a_tls_1_2_client() {
     let (cert, key, ca_file) = write_serving_cert(&ca, dir.path());
     let config = tls::server_config(
         tls::ServingCert::load(&cert, &key).unwrap(),
-        tls::TlsMinVersion::Tls13,
+        &tls::TlsOptions {
+            min_version: tls::TlsMinVersion::Tls13,
+            ..tls::TlsOptions::default()
+        },
     )
     .unwrap();
     let adapter = TlsAdapter::start_with(state("http://127.0.0.1:9"), config, ca_file, dir).await;
@@ -146,4 +149,102 @@ async fn tls_1_3_only_refuses_a_tls_1_2_client() {
         .unwrap();
     assert!(tls12.get(&url).send().await.unwrap_err().is_connect());
     assert!(answers(&trusting(&ca), &url).await);
+}
+
+/// The adapter in process, served with `options` and a certificate signed by a fresh CA (ECDSA P-256).
+async fn served_with(options: xroad_metrics_adapter::server::tls::TlsOptions) -> TlsAdapter {
+    use xroad_metrics_adapter::server::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new("serving-ca");
+    let (cert, key, ca_file) = write_serving_cert(&ca, dir.path());
+    let config =
+        tls::server_config(tls::ServingCert::load(&cert, &key).unwrap(), &options).unwrap();
+    TlsAdapter::start_with(state("http://127.0.0.1:9"), config, ca_file, dir).await
+}
+
+/// A TLS handshake with `adapter` from a client offering only `suites` and `alpn`; the protocol agreed on,
+/// or `None` when the handshake fails.
+async fn handshake(
+    adapter: &TlsAdapter,
+    suites: &[rustls::CipherSuite],
+    alpn: &[&[u8]],
+) -> Option<Option<Vec<u8>>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| suites.contains(&s.suite()));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&adapter.ca_file).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.into())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", adapter.port))
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .ok()?;
+    Some(stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_cipher_suites_limit_tls_1_2_by_gos_names_and_leave_tls_1_3_on() {
+    use rustls::CipherSuite::*;
+    let adapter = served_with(xroad_metrics_adapter::server::tls::TlsOptions {
+        cipher_suites: vec![
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into(),
+            "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let h2: &[&[u8]] = &[b"h2"];
+    assert!(
+        handshake(&adapter, &[TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384], h2)
+            .await
+            .is_some(),
+        "a listed suite"
+    );
+    assert!(
+        handshake(&adapter, &[TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256], h2)
+            .await
+            .is_none(),
+        "a suite the list leaves out"
+    );
+    assert!(
+        handshake(&adapter, &[TLS13_AES_128_GCM_SHA256], h2)
+            .await
+            .is_some(),
+        "TLS 1.3's suites stay on, as in Go"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_http2_disabled_only_http1_is_agreed_and_served() {
+    use rustls::CipherSuite::*;
+    let adapter = served_with(xroad_metrics_adapter::server::tls::TlsOptions {
+        http2: false,
+        ..Default::default()
+    })
+    .await;
+    let suites = [TLS13_AES_128_GCM_SHA256];
+    assert_eq!(
+        handshake(&adapter, &suites, &[b"h2", b"http/1.1"]).await,
+        Some(Some(b"http/1.1".to_vec()))
+    );
+    let http1 = client(&adapter).http1_only().build().unwrap();
+    let url = format!("https://localhost:{}/apis", adapter.port);
+    assert!(answers(&http1, &url).await);
+    let http2 = client(&adapter).http2_prior_knowledge().build().unwrap();
+    assert!(
+        !answers(&http2, &url).await,
+        "HTTP/2 without ALPN is not served either"
+    );
 }

@@ -156,6 +156,8 @@ pub async fn serve(
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto;
 
+    // Without h2 in ALPN (`--disable-http2`), a client speaking HTTP/2 anyway is not served either.
+    let http2 = tls.alpn_protocols.iter().any(|p| p == b"h2");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -173,7 +175,7 @@ pub async fn serve(
         .max_header_list_size(64 * 1024)
         .max_pending_accept_reset_streams(50)
         .max_local_error_reset_streams(Some(1024));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(if http2 { builder } else { builder.http1_only() });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(limits.reserve));
     let (stop, stopping) = watch::channel(());

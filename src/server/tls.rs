@@ -44,6 +44,11 @@ pub enum TlsError {
     /// rustls refused the certificate and key.
     #[error("the serving certificate and key do not form a usable TLS configuration: {0}")]
     Config(String),
+    /// A `--tls-cipher-suites` name Go does not know either.
+    #[error(
+        "cipher suite {0} not supported or doesn't exist (Go's names, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)"
+    )]
+    UnknownCipherSuite(String),
 }
 
 /// File names inside `--cert-dir`, as the Go apiservers name them.
@@ -328,14 +333,108 @@ impl ClientCertVerifier for RequestClientCertificate {
     }
 }
 
-/// A rustls server configuration: aws-lc-rs, TLS 1.2+ (or 1.3 only), ALPN h2 and http/1.1, client
-/// certificates requested but not required.
+/// How TLS is offered, as the generic apiserver's flags set it.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// `--tls-min-version`.
+    pub min_version: TlsMinVersion,
+    /// `--tls-cipher-suites`: the TLS 1.2 suites offered, in Go's names; empty for the defaults. TLS 1.3's
+    /// suites are always offered, as Go does.
+    pub cipher_suites: Vec<String>,
+    /// Whether HTTP/2 is offered; `--disable-http2` turns it off.
+    pub http2: bool,
+}
+
+impl Default for TlsOptions {
+    /// TLS 1.2 and 1.3 with rustls' suites, HTTP/2 and HTTP/1.1.
+    fn default() -> Self {
+        Self {
+            min_version: TlsMinVersion::default(),
+            cipher_suites: Vec::new(),
+            http2: true,
+        }
+    }
+}
+
+/// Go's names of the TLS 1.3 suites, which Go (and so the flag) always keeps on.
+const GO_TLS13_SUITES: [&str; 3] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+/// Suites Go knows by these names and rustls does not offer (CBC, RC4, 3DES, static RSA key exchange): accepted
+/// and left out, as they are insecure; the two Go aliases of the ChaCha20 suites are read as their full names.
+const GO_ONLY_SUITES: [&str; 16] = [
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+];
+
+/// The suites `names` (Go's names) select from `offered`, in the order given, with TLS 1.3's always first.
+/// A name Go does not know is an error; a name rustls does not offer is logged and left out.
+fn select_cipher_suites(
+    offered: &[rustls::SupportedCipherSuite],
+    names: &[String],
+) -> Result<Vec<rustls::SupportedCipherSuite>, TlsError> {
+    let name_of = |suite: &rustls::SupportedCipherSuite| format!("{:?}", suite.suite());
+    let mut selected: Vec<_> = offered
+        .iter()
+        .filter(|s| s.version() == &rustls::version::TLS13)
+        .copied()
+        .collect();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if GO_TLS13_SUITES.contains(&name) {
+            continue;
+        }
+        let full = match name {
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+                format!("{name}_SHA256")
+            }
+            _ => name.to_owned(),
+        };
+        match offered.iter().find(|s| name_of(s) == full) {
+            // TLS 1.3's are on already.
+            Some(suite) if !selected.contains(suite) => selected.push(*suite),
+            Some(_) => {}
+            None if GO_ONLY_SUITES.contains(&name) => {
+                tracing::warn!(
+                    suite = name,
+                    "cipher suite not offered: rustls has no insecure suites"
+                )
+            }
+            None => return Err(TlsError::UnknownCipherSuite(name.to_owned())),
+        }
+    }
+    Ok(selected)
+}
+
+/// A rustls server configuration: aws-lc-rs, TLS 1.2+ (or 1.3 only) with the chosen suites, ALPN h2 (unless
+/// disabled) and http/1.1, client certificates requested but not required.
 pub fn server_config(
     cert: Arc<dyn ResolvesServerCert>,
-    min_version: TlsMinVersion,
+    options: &TlsOptions,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if !options.cipher_suites.is_empty() {
+        provider.cipher_suites =
+            select_cipher_suites(&provider.cipher_suites, &options.cipher_suites)?;
+    }
+    let provider = Arc::new(provider);
+    let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
         TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
     };
@@ -344,7 +443,11 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(Arc::new(RequestClientCertificate(provider)))
         .with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if options.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 
@@ -363,11 +466,43 @@ mod tests {
         assert_eq!(chain.len(), 2, "serving certificate followed by its CA");
         server_config(
             ServingCert::load(&cert, &key).unwrap(),
-            TlsMinVersion::Tls12,
+            &TlsOptions::default(),
         )
         .unwrap();
         ensure_self_signed(dir.path(), &names).unwrap();
         assert_eq!(std::fs::read_to_string(&cert).unwrap(), first);
+    }
+
+    #[test]
+    fn cipher_suites_are_read_by_gos_names_with_tls_1_3_always_on() {
+        let offered = rustls::crypto::aws_lc_rs::default_provider().cipher_suites;
+        let names = |list: &[&str]| -> Result<Vec<String>, TlsError> {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            Ok(select_cipher_suites(&offered, &list)?
+                .iter()
+                .map(|s| format!("{:?}", s.suite()))
+                .filter(|s| !s.starts_with("TLS13_") && s.contains("_WITH_"))
+                .collect())
+        };
+        assert_eq!(
+            names(&[
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+            ])
+            .unwrap(),
+            [
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+            ],
+            "a Go alias read in full, order kept, an insecure suite left out"
+        );
+        let tls13 = select_cipher_suites(&offered, &["TLS_AES_128_GCM_SHA256".into()]).unwrap();
+        assert!(tls13.iter().all(|s| s.version() == &rustls::version::TLS13));
+        assert!(matches!(
+            names(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265"]),
+            Err(TlsError::UnknownCipherSuite(name)) if name.ends_with("SHA265")
+        ));
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl TlsAdapter {
         let (cert, key) = tls::ensure_self_signed(dir.path(), &names).unwrap();
         let config = tls::server_config(
             tls::ServingCert::load(&cert, &key).unwrap(),
-            tls::TlsMinVersion::Tls12,
+            &tls::TlsOptions::default(),
         )
         .unwrap();
         let ca_file = dir.path().join(tls::CA_FILE);
