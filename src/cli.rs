@@ -1,6 +1,7 @@
 //! The command line: `serve`, `query`, `explain`, `certificate` and `check-config`, their flags, and what each
 //! runs.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -316,6 +317,25 @@ pub struct ExplainArgs {
     /// The HPA's tolerances, for the proposal shown.
     #[command(flatten)]
     pub tolerance: ToleranceArgs,
+}
+
+/// The command line as the Prometheus Adapter's image takes it, made ours: the chart's Deployment passes the
+/// binary's path (`/adapter`) as the first argument and no subcommand, so a Deployment whose image is swapped
+/// for this one keeps its args. A leading `/adapter` is dropped, and flags without a subcommand run `serve`
+/// (but `--help` and `--version`).
+pub fn drop_in_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "/adapter") {
+        args.remove(1);
+    }
+    let flag_first = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| a.starts_with('-') && !["-h", "--help", "-V", "--version"].contains(&a));
+    if flag_first {
+        args.insert(1, "serve".into());
+    }
+    args
 }
 
 /// Why a command failed; printed as is.
@@ -950,4 +970,34 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_prometheus_adapter_images_args_run_serve() {
+        let binary = "xroad-metrics-adapter";
+        assert_eq!(
+            drop_in_args(args(&[binary, "/adapter", "--secure-port=6443", "--v=4"])),
+            args(&[binary, "serve", "--secure-port=6443", "--v=4"])
+        );
+        assert_eq!(
+            drop_in_args(args(&[binary, "--prometheus-url=http://p:9090"])),
+            args(&[binary, "serve", "--prometheus-url=http://p:9090"])
+        );
+        for unchanged in [
+            &[binary, "query", "--metric", "m"][..],
+            &[binary, "--help"],
+            &[binary, "--version"],
+            &[binary],
+        ] {
+            assert_eq!(drop_in_args(args(unchanged)), args(unchanged));
+        }
+    }
 }

@@ -9,7 +9,7 @@ use xroad_metrics_adapter::telemetry;
 async fn main() -> anyhow::Result<()> {
     // One process-wide provider (aws-lc-rs) before any TLS is touched: mixing providers panics at runtime.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::drop_in_args(std::env::args_os()));
     telemetry::init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => cli::serve(*args).await?,
