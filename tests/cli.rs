@@ -122,41 +122,22 @@ fn bad_flags_and_files_get_clear_messages() {
         ),
         "{text}"
     );
-    let (ok, text) = adapter(
-        &[
+    let query_with = |flag: &str, file: &str| {
+        adapter(
             &[
-                "query",
-                "-n",
-                "sidecar",
-                "--metric",
-                "m",
-                "--inventory",
-                "/nonexistent.yaml",
-            ],
-            PROM,
-        ]
-        .concat(),
-    );
+                &["query", "-n", "sidecar", "--metric", "m", flag, file],
+                PROM,
+            ]
+            .concat(),
+        )
+    };
+    let (ok, text) = query_with("--inventory", "/nonexistent.yaml");
     assert!(
         !ok && text.contains("cannot read inventory /nonexistent.yaml"),
         "{text}"
     );
     // The Prometheus Adapter's name for the kubeconfig that lists objects.
-    let (ok, text) = adapter(
-        &[
-            &[
-                "query",
-                "-n",
-                "sidecar",
-                "--metric",
-                "m",
-                "--lister-kubeconfig",
-                "/nonexistent/kubeconfig",
-            ],
-            PROM,
-        ]
-        .concat(),
-    );
+    let (ok, text) = query_with("--lister-kubeconfig", "/nonexistent/kubeconfig");
     assert!(
         !ok && text.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
         "{text}"

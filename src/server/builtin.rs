@@ -26,11 +26,6 @@ pub(super) async fn custom_metric(
         resource: request.resource.clone(),
         metric: request.metric.clone(),
     };
-    let object_not_found = |name: &str| ApiError::ObjectMetricNotFound {
-        resource: request.resource.clone(),
-        name: name.to_owned(),
-        metric: request.metric.clone(),
-    };
     if request.resource == DEPLOYMENTS && policy_metrics(configured).any(|m| m == request.metric) {
         return deployment_metric(configured, request);
     }
@@ -133,7 +128,7 @@ pub(super) async fn custom_metric(
     if let ObjectName::One(name) = &request.name
         && values.len() != 1
     {
-        return Err(object_not_found(name));
+        return Err(request.object_not_found(name));
     }
     Ok(apis::metric_value_list(request.version, values))
 }

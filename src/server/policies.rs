@@ -77,11 +77,7 @@ pub(super) fn deployment_metric(
     if let ObjectName::One(name) = &request.name
         && values.is_empty()
     {
-        return Err(ApiError::ObjectMetricNotFound {
-            resource: request.resource.clone(),
-            name: name.clone(),
-            metric: request.metric.clone(),
-        });
+        return Err(request.object_not_found(name));
     }
     Ok(apis::metric_value_list(request.version, values))
 }

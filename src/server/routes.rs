@@ -31,6 +31,17 @@ pub struct CustomRequest {
     pub metric: String,
 }
 
+impl CustomRequest {
+    /// The 404 for a named object of this request that has no value.
+    pub fn object_not_found(&self, name: &str) -> ApiError {
+        ApiError::ObjectMetricNotFound {
+            resource: self.resource.clone(),
+            name: name.to_owned(),
+            metric: self.metric.clone(),
+        }
+    }
+}
+
 /// A routed API path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

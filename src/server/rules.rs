@@ -99,11 +99,7 @@ pub(super) async fn custom(
             };
             if wanted.as_ref().is_some_and(Vec::is_empty) {
                 return match &request.name {
-                    ObjectName::One(name) => Err(ApiError::ObjectMetricNotFound {
-                        resource: request.resource.clone(),
-                        name: name.clone(),
-                        metric: request.metric.clone(),
-                    }),
+                    ObjectName::One(name) => Err(request.object_not_found(name)),
                     ObjectName::All => Ok(apis::metric_value_list(request.version, Vec::new())),
                 };
             }
@@ -148,11 +144,7 @@ pub(super) async fn custom(
             if let ObjectName::One(name) = &request.name
                 && values.is_empty()
             {
-                return Err(ApiError::ObjectMetricNotFound {
-                    resource: request.resource.clone(),
-                    name: name.clone(),
-                    metric: request.metric.clone(),
-                });
+                return Err(request.object_not_found(name));
             }
             let values: Vec<MetricValue> = values.into_values().collect();
             Ok(apis::metric_value_list(request.version, values))
