@@ -29,18 +29,6 @@ pub struct Answer {
     sums: Mutex<HashMap<String, (u64, Option<f64>)>>,
 }
 
-impl PartialEq for Answer {
-    fn eq(&self, other: &Self) -> bool {
-        self.samples == other.samples && self.fetched_at == other.fetched_at
-    }
-}
-
-impl Clone for Answer {
-    fn clone(&self) -> Self {
-        Self::new(self.samples.clone(), self.fetched_at)
-    }
-}
-
 impl Answer {
     /// The answer the backend gave at `fetched_at`.
     pub fn new(samples: Vec<Sample>, fetched_at: i64) -> Self {

@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, parse_base_url};
 use crate::duration;
 use crate::hpa;
-use crate::inventory::{InventoryError, PodInventory};
+use crate::inventory::PodInventory;
 use crate::policy::runner::FailurePolicy;
 use crate::quantity::Quantity;
 use crate::server::guard::{Guard, Limits};
@@ -344,9 +344,6 @@ pub enum CliError {
     /// A bad configuration file.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A bad inventory file.
-    #[error(transparent)]
-    Inventory(#[from] InventoryError),
     /// The adapter cannot be built.
     #[error(transparent)]
     App(#[from] AppError),
