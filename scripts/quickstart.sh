@@ -101,6 +101,12 @@ echo "== the replica count an HPA with a Pods target of averageValue $TARGET pac
 "$adapter" query --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" "${pods[@]}" \
   -n sidecar -l run=security-server-sidecar-secondary --metric container_network_receive_packets_per_second \
   --target-average-value "$TARGET"
+if ! $cluster; then
+  echo
+  echo "== why an HPA would do that: one sync of the HPA controller for scripts/quickstart-hpa.yaml"
+  "$adapter" explain --prometheus-url "http://127.0.0.1:$PROMETHEUS_PORT" --config scripts/quickstart-config.yaml \
+    "${pods[@]}" --hpa-file scripts/quickstart-hpa.yaml
+fi
 if $cluster; then
   echo
   echo "== a pod fails: the kube API reports Secondary B in CrashLoopBackOff, the watch delivers it, and after"

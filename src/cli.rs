@@ -17,6 +17,7 @@ use crate::auth::{Access, Delegated, DelegatedConfig, OverrideFiles};
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, parse_base_url};
 use crate::duration;
+use crate::explain;
 use crate::hpa;
 use crate::inventory::PodInventory;
 use crate::policy::runner::FailurePolicy;
@@ -44,7 +45,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print what the adapter would serve for one metric, and the replica count an HPA would choose.
     Query(QueryArgs),
-    /// Show, for each scale-on-failure policy, every pod's health and why, the load, and the replica count.
+    /// Explain an HPA's next move (`--hpa` or `--hpa-file`): each metric's values, ratio and proposal, the
+    /// limits, behavior and stabilization, and the replica count the controller will set. Without them: for
+    /// each scale-on-failure policy, every pod's health and why, the load, and the replica count.
     Explain(ExplainArgs),
     /// Write a CA and a serving certificate for the Service (for an APIService `caBundle` without
     /// cert-manager).
@@ -312,11 +315,39 @@ pub struct ExplainArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Only this policy.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["hpa", "hpa_file"])]
     pub policy: Option<String>,
-    /// The HPA's tolerances, for the proposal shown.
+    /// `NAMESPACE/NAME`: read this HorizontalPodAutoscaler, its scale target and pods from the cluster
+    /// (`--kubeconfig`), and its metrics through the cluster's metrics APIs, as the HPA controller does.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "hpa_file")]
+    pub hpa: Option<String>,
+    /// An HPA manifest to explain without a cluster: its scale target and pods come from `--inventory`, its
+    /// metrics from this adapter run in process (`--prometheus-url`, `--config`).
+    #[arg(long, value_name = "FILE", requires = "inventory")]
+    pub hpa_file: Option<PathBuf>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Output,
+    /// The controller's `--horizontal-pod-autoscaler-downscale-stabilization` (for HPAs without a
+    /// scale-down window).
+    #[arg(long, default_value = "5m", value_parser = duration::parse)]
+    pub downscale_stabilization: Duration,
+    /// The controller's `--horizontal-pod-autoscaler-sync-period`.
+    #[arg(long, default_value = "15s", value_parser = duration::parse)]
+    pub sync_period: Duration,
+    /// The HPA's tolerances, for the proposal shown; with `--hpa`, the scale-up and scale-down ones override
+    /// the HPA's own.
     #[command(flatten)]
     pub tolerance: ToleranceArgs,
+}
+
+/// How `explain --hpa` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// The command line as the Prometheus Adapter's image takes it, made ours: the chart's Deployment passes the
@@ -350,6 +381,9 @@ pub enum CliError {
     /// A TLS set-up problem.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// An HPA that cannot be explained.
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Message(String),
@@ -691,54 +725,118 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
             .parse()
             .map_err(|e| message(format!("--selector: {e}")))?,
     );
-    // As the controller groups them: Pending pods aside whatever they report, running pods with or without
-    // a value.
-    let pending = selected.iter().filter(|p| p.phase == "Pending").count();
-    let values: Vec<i64> = selected
-        .iter()
-        .filter(|p| p.phase != "Pending")
-        .filter_map(|p| by_pod.get(&p.name).copied())
-        .collect();
-    let missing = selected.len() - pending - values.len();
-    let selected = selected.len();
     if items.is_empty() {
         println!(
             "  (no values: the HPA would report \"no metrics returned from custom metrics API\")"
         );
     }
     if let Some(target) = target {
-        let current = args.current_replicas.unwrap_or(selected as u32);
+        let pods: Vec<hpa::Pod> = selected.iter().map(|p| p.as_hpa_pod()).collect();
+        let samples: hpa::Samples = by_pod
+            .into_iter()
+            .map(|(name, millis)| (name, hpa::Sample::of(millis)))
+            .collect();
+        let current = args.current_replicas.unwrap_or(pods.len() as u32);
         let tolerance = args.tolerance.tolerance();
-        match hpa::pods_average_value(
-            &values,
-            missing,
-            pending,
+        match hpa::calculator::pods_average_value(
+            &samples,
+            &pods,
             target.millis(),
             current,
             tolerance,
+            None,
         ) {
-            Some(r) => println!(
-                "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
-                 (currently {current}; {}; {missing} running without a value, {pending} Pending; tolerance \
-                 -{} +{})",
-                Quantity::from_millis(r.average_millis),
-                values.len(),
-                r.ratio,
-                r.desired,
-                r.reason,
-                tolerance.scale_down,
-                tolerance.scale_up,
-            ),
-            None => println!(
-                "HPA with a Pods target averageValue {target}: no values, so it keeps {current} replicas"
+            Ok(p) => {
+                let groups = p.groups.clone().unwrap_or_default();
+                let hpa::Current::AverageValue(average) = p.current else {
+                    unreachable!("a Pods metric reports an average value")
+                };
+                println!(
+                    "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
+                     (currently {current}; {}; {} running without a value, {} Pending or unready, {} deleting or \
+                     Failed; tolerance -{} +{})",
+                    Quantity::from_millis(average),
+                    groups.ready.len() + groups.extraneous.len(),
+                    p.ratio,
+                    p.replicas,
+                    p.reason,
+                    groups.missing.len(),
+                    groups.unready.len(),
+                    groups.ignored.len(),
+                    tolerance.scale_down,
+                    tolerance.scale_up,
+                )
+            }
+            Err(why) => println!(
+                "HPA with a Pods target averageValue {target}: {why}, so it keeps {current} replicas"
             ),
         }
     }
     Ok(())
 }
 
-/// `explain`: one evaluation of each policy, as if the pods' current states had held for `failFor`.
+/// `explain --hpa` and `--hpa-file`: one sync of the HPA controller, step by step.
+async fn explain_hpa(mut args: ExplainArgs) -> Result<(), CliError> {
+    let (observed, api) = match (&args.hpa, &args.hpa_file) {
+        (Some(reference), _) => {
+            let (namespace, name) = reference
+                .split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                .ok_or_else(|| message(format!("--hpa {reference:?}: expected NAMESPACE/NAME")))?;
+            let client =
+                kube_client(args.source.kubeconfig.as_deref(), "pass --kubeconfig FILE").await?;
+            let observed = explain::observe_cluster(&client, namespace, name).await?;
+            (observed, explain::MetricsApi::Cluster(client))
+        }
+        (None, Some(file)) => {
+            let inventory = args
+                .source
+                .inventory
+                .clone()
+                .ok_or_else(|| message("--hpa-file needs --inventory"))?;
+            let observed = explain::observe_files(file, &inventory)?;
+            let (settings, config) = args.source.load()?;
+            let state = Adapter::build(settings, config, Guard::anonymous())
+                .await?
+                .state;
+            wait_for_inventory(&state.inventory).await?;
+            state.configured().policies.tick_all().await;
+            (observed, explain::MetricsApi::InProcess(server::app(state)))
+        }
+        (None, None) => unreachable!("explain_hpa runs with --hpa or --hpa-file"),
+    };
+    let flags = hpa::spec::ControllerFlags {
+        tolerance: args.tolerance.tolerance,
+        downscale_window: args.downscale_stabilization.as_secs() as i64,
+    };
+    let overrides = explain::Overrides {
+        scale_up: args.tolerance.scale_up_tolerance,
+        scale_down: args.tolerance.scale_down_tolerance,
+    };
+    let report = explain::explain(
+        &observed,
+        &api,
+        flags,
+        overrides,
+        args.sync_period.as_secs() as i64,
+    )
+    .await?;
+    match args.output {
+        Output::Text => print!("{}", explain::render(&report)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| message(e.to_string()))?
+        ),
+    }
+    Ok(())
+}
+
+/// `explain`: an HPA's next sync (`--hpa`, `--hpa-file`), or one evaluation of each scale-on-failure policy,
+/// as if the pods' current states had held for `failFor`.
 pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
+    if args.hpa.is_some() || args.hpa_file.is_some() {
+        return explain_hpa(args).await;
+    }
     let (settings, config) = args.source.load()?;
     let state = Adapter::build(settings, config.clone(), Guard::anonymous())
         .await?
@@ -796,12 +894,13 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
         println!("  replicas: {}", decision.explanation);
         let running = decision.pods.len() as u32;
         let tolerance = args.tolerance.tolerance();
-        let hpa = hpa::object_average_value(
+        let hpa = hpa::calculator::average_value(
             i64::from(decision.replicas) * 1000,
             1000,
             running,
             tolerance,
-        );
+        )
+        .map_or(running, |p| p.replicas);
         println!(
             "  an HPA Object metric (AverageValue 1) with {running} replicas running proposes {hpa} (tolerance -{} +{})",
             tolerance.scale_down, tolerance.scale_up

@@ -154,6 +154,22 @@ pub struct DeploymentInfo {
     pub replicas: i32,
 }
 
+impl PodInfo {
+    /// The pod as the HPA controller reads it (its creation standing in for `status.startTime`).
+    pub fn as_hpa_pod(&self) -> crate::hpa::Pod {
+        crate::hpa::Pod {
+            name: self.name.clone(),
+            phase: self.phase.clone(),
+            deleting: self.terminating,
+            ready: Some(crate::hpa::calculator::ReadyCondition {
+                status: self.ready,
+                changed: self.ready_changed.unwrap_or_default(),
+            }),
+            started: self.created,
+        }
+    }
+}
+
 impl DeploymentInfo {
     /// Builds the record from a Deployment; `None` when it lacks a name or has an unusable selector.
     pub fn from_deployment(deployment: &Deployment) -> Option<Self> {

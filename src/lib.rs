@@ -5,7 +5,7 @@
 //! Pure modules do no I/O: `selector`, `quantity`, `duration`, `names`, `promql`, `catalog`, `policy` (but
 //! `policy::runner`), `hpa`, `apis`, `compat` and `config` (whose `load` reads one file through `files`);
 //! `error_chain` and `error` shape failures. `source`, `cache`, `inventory`, `pod_health`, `policy::runner`,
-//! `xroad`, `auth`, `adapter_rules`, `telemetry` and `server` sit at the edges; `app` builds the running
+//! `xroad`, `auth`, `adapter_rules`, `telemetry`, `server` and `explain` sit at the edges; `app` builds the running
 //! adapter from them, and `cli` parses the command line and prints.
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod error_chain;
+pub mod explain;
 pub mod files;
 pub mod hpa;
 pub mod inventory;

@@ -349,6 +349,52 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
         "{conditions}"
     );
 
+    // `explain --hpa` reads the same HPA, scale and pods, and the metrics through the aggregator as the
+    // controller does: it names the count the controller holds, and the Object metric's value it reports.
+    let admin = plane.admin.clone();
+    let explain_agrees = async |want: u32| {
+        eventually(
+            "explain --hpa agrees with the HPA controller",
+            Duration::from_secs(30),
+            || async {
+                let output =
+                    std::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+                        .args([
+                            "explain",
+                            "--hpa",
+                            &format!("{NS}/secondary"),
+                            "--sync-period",
+                            "2s",
+                            "-o",
+                            "json",
+                            "--kubeconfig",
+                        ])
+                        .arg(&admin)
+                        .output()
+                        .unwrap();
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+                let reported =
+                    hpa()["status"]["currentMetrics"][1]["object"]["current"]["averageValue"]
+                        .clone();
+                println!(
+                    "explain: next {} ({}), object {} (HPA status {reported})",
+                    report["next_replicas"], report["steps"], report["metrics"][1]["current"]
+                );
+                report["next_replicas"] == want
+                    && report["scale"]["spec_replicas"] == want
+                    && report["metrics"][1]["current"]
+                        == format!("averageValue {}", reported.as_str().unwrap_or("?"))
+            },
+        )
+        .await;
+    };
+    explain_agrees(4).await;
+
     // A pod crash-loops: after failFor the policy asks for one more, and the HPA follows.
     let victim = kubelet
         .running
@@ -360,6 +406,7 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
         .clone();
     kubelet.crashing.lock().unwrap().insert(victim.clone());
     until("one pod in CrashLoopBackOff", 5, 4, 90).await;
+    explain_agrees(5).await;
 
     // The adapter dies: the HPA cannot read its metrics and keeps the size it has, then resumes.
     drop(adapter);

@@ -15,6 +15,7 @@ use xroad_metrics_adapter::config::Config;
 use xroad_metrics_adapter::hpa::{self, DEFAULT_TOLERANCE};
 use xroad_metrics_adapter::pod_health::{CheckOutcome, HealthChecker};
 use xroad_metrics_adapter::policy::{PodHealth, PodState, PolicyTracker, ScaleOnFailurePolicy};
+use xroad_metrics_adapter::quantity::Quantity;
 
 // ---------------------------------------------------------------------------------------------------------
 // Scenarios: the policy and the modelled HPA over simulated time.
@@ -60,24 +61,31 @@ impl Cluster {
             .filter(|s| **s == PodState::Healthy)
             .count()
             .max(1);
-        let mut values = Vec::new();
-        let mut missing = 0;
-        for state in &states {
-            match state {
-                PodState::Healthy => values.push((LOAD / serving as f64 * 1000.0) as i64),
-                PodState::Maintenance => values.push(0),
-                _ => missing += 1,
-            }
-        }
-        let pods = hpa::pods_average_value(
+        // Failing pods report nothing, maintenance pods 0.
+        let pods: Vec<hpa::Pod> = (0..n)
+            .map(|i| hpa::Pod::running(&format!("pod-{i}")))
+            .collect();
+        let values: hpa::Samples = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, state)| {
+                let value = match state {
+                    PodState::Healthy => (LOAD / serving as f64 * 1000.0) as i64,
+                    PodState::Maintenance => 0,
+                    _ => return None,
+                };
+                Some((format!("pod-{i}"), hpa::Sample::of(value)))
+            })
+            .collect();
+        let pods = hpa::calculator::pods_average_value(
             &values,
-            missing,
-            0,
+            &pods,
             TARGET_PER_POD,
             self.hpa.replicas,
             self.tolerance,
+            None,
         )
-        .map_or(self.hpa.replicas, |r| r.desired);
+        .map_or(self.hpa.replicas, |r| r.replicas);
         let mut proposals = vec![pods];
         if with_policy {
             let health: Vec<PodHealth> = states
@@ -91,12 +99,15 @@ impl Cluster {
                 })
                 .collect();
             let decision = self.tracker.evaluate(t, LOAD, &health);
-            proposals.push(hpa::object_average_value(
-                i64::from(decision.replicas) * 1000,
-                1000,
-                self.hpa.replicas,
-                self.tolerance,
-            ));
+            proposals.push(
+                hpa::calculator::average_value(
+                    i64::from(decision.replicas) * 1000,
+                    1000,
+                    self.hpa.replicas,
+                    self.tolerance,
+                )
+                .map_or(self.hpa.replicas, |p| p.replicas),
+            );
         }
         self.hpa.sync(t, &proposals)
     }
@@ -560,4 +571,128 @@ async fn explain_prints_each_pods_health_the_load_and_the_replica_count() {
         stdout.contains("an HPA Object metric (AverageValue 1) with 3 replicas running proposes 7"),
         "{stdout}"
     );
+}
+
+/// The Sidecar's HPA on all three kinds of metric this adapter serves.
+const SIDECAR_HPA: &str = "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: secondary, namespace: sidecar}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: security-server-sidecar-secondary}
+  minReplicas: 2
+  maxReplicas: 6
+  behavior:
+    scaleUp:
+      tolerance: '0'
+      policies: [{type: Pods, value: 2, periodSeconds: 60}]
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: container_network_receive_packets_per_second}
+      target: {type: AverageValue, averageValue: '10'}
+  - type: Object
+    object:
+      describedObject: {apiVersion: apps/v1, kind: Deployment, name: security-server-sidecar-secondary}
+      metric: {name: xroad_scale_on_failure_replicas}
+      target: {type: AverageValue, averageValue: '1'}
+  - type: External
+    external:
+      metric: {name: container_network_receive_packets_per_second}
+      target: {type: AverageValue, averageValue: '40'}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_hpa_file_walks_an_hpa_through_one_sync() {
+    let prometheus = Prometheus::start(&[sidecar_traffic(), probe_counters()].concat()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
+    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
+    let _c = HealthEndpoint::start(
+        "127.0.0.33",
+        port,
+        Answer::Failing("Global configuration is expired"),
+    )
+    .await;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, policy_yaml(port)).unwrap();
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(&hpa, SIDECAR_HPA).unwrap();
+    let inventory = loopback_inventory(dir.path());
+    let explain = |output: &'static str| {
+        let (config, hpa, inventory, url) = (
+            config.clone(),
+            hpa.clone(),
+            inventory.clone(),
+            prometheus.url.clone(),
+        );
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+                .args([
+                    "explain",
+                    "--prometheus-url",
+                    &url,
+                    "--output",
+                    output,
+                    "--config",
+                ])
+                .arg(&config)
+                .arg("--inventory")
+                .arg(&inventory)
+                .arg("--hpa-file")
+                .arg(&hpa)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                output.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            stdout
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&explain("json").await).unwrap();
+    let metric = |i: usize| &json["metrics"][i];
+    // The Pods metric: 12.5, 17.5 and 20 packets/s against 10: ratio 1.667, ceil(1.667 × 3) = 5.
+    assert_eq!(metric(0)["current"], "averageValue 16666m", "{json:#}");
+    assert_eq!(metric(0)["proposal"], 5, "{json:#}");
+    // The policy: load 50 over capacity 10 plus the 2 failing pods = 7, against averageValue 1.
+    assert_eq!(metric(1)["value"], "7", "{json:#}");
+    assert_eq!(metric(1)["proposal"], 7, "{json:#}");
+    // The External metric: whatever sum the adapter serves, the proposal is ceil(sum / 40).
+    let sum = metric(2)["value"]
+        .as_str()
+        .unwrap()
+        .parse::<Quantity>()
+        .unwrap();
+    assert_eq!(
+        metric(2)["proposal"],
+        (sum.as_f64() / 40.0).ceil() as u64,
+        "{json:#}"
+    );
+    // The highest, 7, is held to 3 + 2 by the scale-up policy.
+    assert_eq!(
+        json["steps"][0],
+        "highest proposal: 7 from metric [1] Object xroad_scale_on_failure_replicas on Deployment security-server-sidecar-secondary"
+    );
+    assert_eq!(
+        json["conditions"]["ScalingLimited"], "ScaleUpLimit",
+        "{json:#}"
+    );
+    assert_eq!(json["next_replicas"], 5, "{json:#}");
+    assert_eq!(
+        json["tolerance"]["scale_up"], 0.0,
+        "the HPA's own tolerance"
+    );
+    let text = explain("text").await;
+    for line in [
+        "HPA sidecar/secondary scales Deployment/security-server-sidecar-secondary: spec.replicas 3 (status.replicas 3), min 2, max 6",
+        "current averageValue 16666m, ratio 1.667 -> proposes 5: ceil(ratio × pods with values)",
+        "limits and rate: 5 (ScaleUpLimit: the desired replica count is increasing faster than the maximum scale rate)",
+        "-> 5 replicas (now 3)",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
 }

@@ -321,6 +321,14 @@ impl FailurePolicies {
         }
     }
 
+    /// Evaluates every policy once, now: a process that serves no loops (`explain --hpa-file`) has values to
+    /// answer with.
+    pub async fn tick_all(&self) {
+        for policy in &self.policies {
+            policy.tick(&self.context).await;
+        }
+    }
+
     /// Stops the loops.
     pub fn stop(&self) {
         let loops = std::mem::take(&mut *self.loops.lock().unwrap_or_else(|e| e.into_inner()));
