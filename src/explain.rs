@@ -1222,3 +1222,125 @@ pub fn observe_files(
         now: crate::unix_now(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `metrics.k8s.io` answer as metrics-server writes it (`PodMetricsList`), for two pods of two
+    /// containers each.
+    fn pod_metrics() -> Value {
+        let pod = |name: &str, app: &str, sidecar: &str| {
+            serde_json::json!({
+                "metadata": {"name": name, "namespace": "sidecar"},
+                "timestamp": "2026-11-30T10:00:00Z",
+                "window": "15s",
+                "containers": [
+                    {"name": "app", "usage": {"cpu": app, "memory": "100Mi"}},
+                    {"name": "envoy", "usage": {"cpu": sidecar, "memory": "20Mi"}}
+                ]
+            })
+        };
+        serde_json::json!({
+            "kind": "PodMetricsList",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "items": [pod("a", "700m", "100m"), pod("b", "500000000n", "100m")]
+        })
+    }
+
+    fn pod(name: &str, app_request: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "sidecar", "labels": {"run": "x"}},
+            "spec": {"containers": [
+                {"name": "app", "resources": {"requests": {"cpu": app_request}}},
+                {"name": "envoy", "resources": {"requests": {"cpu": "100m"}}}
+            ]},
+            "status": {"phase": "Running", "startTime": "2026-11-30T09:00:00Z",
+                       "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-30T09:00:10Z"}]}
+        }))
+        .unwrap()
+    }
+
+    fn observed(metrics: Value) -> Observed {
+        let hpa = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h", "namespace": "sidecar"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "maxReplicas": 10,
+                "metrics": [metrics]
+            }
+        }))
+        .unwrap();
+        Observed {
+            hpa,
+            scale: ScaleTarget {
+                reference: "Deployment/x".to_owned(),
+                spec_replicas: 2,
+                status_replicas: 2,
+                selector: "run=x".to_owned(),
+            },
+            pods: vec![pod("a", "400m"), pod("b", "400m")],
+            now: 1_796_032_800, // 2026-11-30T10:00:00Z
+        }
+    }
+
+    /// A router answering the resource metrics path with `body`.
+    fn metrics_api(body: Value) -> MetricsApi {
+        MetricsApi::InProcess(axum::Router::new().route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods",
+            axum::routing::get(move || std::future::ready(axum::Json(body.clone()))),
+        ))
+    }
+
+    async fn explained(metric: Value, answer: Value) -> Report {
+        explain(
+            &observed(metric),
+            &metrics_api(answer),
+            ControllerFlags::default(),
+            Overrides::default(),
+            15,
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn resource_utilization_sums_the_containers_against_the_requests() {
+        let cpu = serde_json::json!({"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 50}}});
+        let report = explained(cpu, pod_metrics()).await;
+        let metric = &report.metrics[0];
+        // (800m + 600m) of (500m + 500m) requested = 140% against 50%: ratio 2.8, ceil(2.8 × 2) = 6.
+        assert_eq!(
+            metric.current.as_deref(),
+            Some("averageUtilization 140% (averageValue 700m)"),
+            "{report:#?}"
+        );
+        assert_eq!(metric.proposal, Some(6), "{report:#?}");
+        assert_eq!(
+            report.next_replicas, 4,
+            "growth is capped at 2 × current without behavior"
+        );
+    }
+
+    #[tokio::test]
+    async fn container_resource_reads_one_container() {
+        let app = serde_json::json!({"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app",
+            "target": {"type": "AverageValue", "averageValue": "300m"}}});
+        let report = explained(app, pod_metrics()).await;
+        // (700m + 500m) / 2 = 600m against 300m: ratio 2, 4 replicas.
+        assert_eq!(report.metrics[0].proposal, Some(4), "{report:#?}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_is_the_controllers_error_and_freezes_the_size() {
+        let cpu = serde_json::json!({"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 50}}});
+        let report = explained(cpu, serde_json::json!({"items": []})).await;
+        assert_eq!(
+            report.metrics[0].reason,
+            "unable to get metrics for resource cpu: no metrics returned from resource metrics API"
+        );
+        assert_eq!(report.next_replicas, 2);
+    }
+}
