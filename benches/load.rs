@@ -6,13 +6,15 @@
 //! - the adapter: requests per second, p50 and p99, and the backend queries it sent;
 //! - the direct Prometheus query the adapter would otherwise send per request (HTTP/1.1, as Prometheus serves);
 //! - the floor: a server with the adapter's TLS and HTTP stack answering a constant body of the same size
-//!   from memory, so the ratio says how close to the limit each request is.
+//!   from memory, so the ratio says how close to the limit each request is;
+//! - resident memory with the pods listed, then with 1 and 20 hot metrics (answers of every pod cached),
+//!   with glibc's defaults and as the image runs the adapter (the Dockerfile's `ENV`).
 //!
 //! Throughput is measured with 4 connections of 10 streams each; latency (p50, p99) one request at a time, so
 //! that it compares servers without queueing. Each run lasts 3 s after a second of warm-up.
 //!
 //! Run with `cargo bench --bench load` (about nine minutes; needs Debian's `prometheus` and `nghttp2-client`,
-//! which `scripts/install-deps.sh` installs).
+//! which `scripts/install-deps.sh` installs); `LOAD_PODS=10000` runs one size.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -227,6 +229,37 @@ async fn backend_queries(adapter: &ServedAdapter) -> u64 {
         .unwrap_or(0)
 }
 
+/// Hot metrics held at once in the memory measurement.
+const HOT: usize = 20;
+
+/// Resident memory with the pods listed and no answer cached, then with [`HOT`] answers of every pod cached
+/// (one metric under distinct metric selectors: distinct queries, each answering one series per pod).
+async fn hot_metrics(adapter: &ServedAdapter, pods: usize) -> String {
+    let (listed, _) = adapter.memory();
+    let mut one = 0.0;
+    for i in 0..HOT {
+        let path = format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{METRIC}?metricLabelSelector=interface%21%3Dunused-{i}"
+        );
+        let (code, body) = adapter.get(&path).await.unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let items = serde_json::from_str::<Value>(&body).unwrap()["items"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(items, pods, "{path}");
+        if i == 0 {
+            one = adapter.memory().0;
+        }
+    }
+    let (hot, _) = adapter.memory();
+    let per_series = (hot - listed) * 1024.0 * 1024.0 / (HOT * pods) as f64;
+    format!(
+        "RSS with the pods listed {listed:.1} MiB ({:.1} KiB per pod), with 1 hot metric {one:.1} MiB, with \
+         {HOT} {hot:.1} MiB ({per_series:.0} bytes per cached series)",
+        listed * 1024.0 / pods as f64
+    )
+}
+
 fn encode(promql: &str) -> String {
     form_urlencoded::byte_serialize(promql.as_bytes()).collect()
 }
@@ -273,7 +306,11 @@ async fn main() {
         "direct",
         "req/s"
     );
-    for pods in SIZES {
+    let only: Option<usize> = std::env::var("LOAD_PODS").ok().and_then(|v| v.parse().ok());
+    for pods in SIZES
+        .into_iter()
+        .filter(|n| only.is_none_or(|only| only == *n))
+    {
         let (kube, _) = FakeKube::start().await;
         for i in 0..pods {
             kube.apply("pods", pod(i));
@@ -281,16 +318,33 @@ async fn main() {
         let prometheus = Prometheus::start_openmetrics(&openmetrics(pods)).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = kube.kubeconfig(dir.path());
-        let adapter = ServedAdapter::start(&[
+        let args = [
             "--prometheus-url",
             &prometheus.url,
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
             "--watch-namespace",
             NAMESPACE,
-        ])
-        .await;
+        ];
+        // Memory with glibc's defaults, for comparison; the measured adapter runs as the image runs it.
+        let defaults = ServedAdapter::start(&args).await;
+        defaults.wait_ready(Duration::from_secs(120)).await;
+        println!(
+            "  {pods} pods, glibc defaults: {}",
+            hot_metrics(&defaults, pods).await
+        );
+        drop(defaults);
+        let adapter = ServedAdapter::start_with_env(&image_env(), &args).await;
         adapter.wait_ready(Duration::from_secs(120)).await;
+        println!(
+            "  {pods} pods, as the image runs it ({}): {}",
+            image_env()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            hot_metrics(&adapter, pods).await
+        );
 
         let base = format!("https://localhost:{}", adapter.tls.port);
         let pods_path = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods");
@@ -379,7 +433,7 @@ async fn main() {
         let bound = 2 * (elapsed.as_secs() / 15 + 1);
         let (rss, peak) = adapter.memory();
         println!(
-            "  {pods} pods: {queries} backend queries in {:.0} s (bound: {bound}); adapter RSS {rss:.1} MiB \
+            "  {pods} pods: {queries} backend queries in {:.0} s (bound: {bound}); after the load RSS {rss:.1} MiB \
              (peak {peak:.1} MiB)",
             elapsed.as_secs_f64(),
         );

@@ -8,35 +8,153 @@
 //!
 //! Never turns a failure into 0: past `maxStaleness` the caller gets the backend's error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::source::{MetricSource, Sample, SourceError};
+
+mod pod_values;
 use crate::telemetry::{Metrics, ReasonLabels};
 use crate::unix_now;
+use pod_values::PodValues;
 
 /// One backend answer.
 #[derive(Debug)]
 pub struct Answer {
-    /// The samples.
-    pub samples: Vec<Sample>,
     /// When the backend answered (Unix seconds); served as the values' `timestamp`.
     pub fetched_at: i64,
-    /// The value of each pod's series, by namespace and pod; built by the first caller that asks.
-    by_pod: OnceLock<HashMap<String, HashMap<String, f64>>>,
+    series: Series,
     /// Per namespace, a sum over its live pods and the pods' generation it was computed for.
     sums: Mutex<HashMap<String, (u64, Option<f64>)>>,
+}
+
+/// An answer's series, held as compactly as their labels allow: most answers are one value per pod, and
+/// 20 of them for 10,000 pods must fit beside the inventory.
+#[derive(Debug)]
+enum Series {
+    /// Every series labelled by `pod` and at most `namespace` (what per-pod queries group by): the values
+    /// by namespace, then pod. About 50 bytes a series, where a labelled sample takes about 700.
+    Pods(HashMap<Box<str>, PodValues>),
+    /// Anything else, as the backend labelled it, with a pod index built on first use.
+    Labelled {
+        samples: Vec<Sample>,
+        by_pod: OnceLock<HashMap<String, HashMap<String, f64>>>,
+    },
+}
+
+/// One series' labels, however the answer holds them.
+#[derive(Debug, Clone, Copy)]
+pub enum Labels<'a> {
+    /// A per-pod series: `namespace` (absent when empty) and `pod`.
+    Pod {
+        /// The `namespace` label, or "" where the series had none.
+        namespace: &'a str,
+        /// The `pod` label.
+        pod: &'a str,
+    },
+    /// Any other series.
+    Map(&'a BTreeMap<String, String>),
+}
+
+impl<'a> Labels<'a> {
+    /// One label's value.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        match *self {
+            Self::Pod { namespace, pod } => match key {
+                "pod" => Some(pod),
+                "namespace" if !namespace.is_empty() => Some(namespace),
+                _ => None,
+            },
+            Self::Map(labels) => labels.get(key).map(String::as_str),
+        }
+    }
+
+    /// The labels as a map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        match *self {
+            Self::Pod { namespace, pod } => {
+                let mut map = BTreeMap::from([("pod".to_owned(), pod.to_owned())]);
+                if !namespace.is_empty() {
+                    map.insert("namespace".to_owned(), namespace.to_owned());
+                }
+                map
+            }
+            Self::Map(labels) => labels.clone(),
+        }
+    }
 }
 
 impl Answer {
     /// The answer the backend gave at `fetched_at`.
     pub fn new(samples: Vec<Sample>, fetched_at: i64) -> Self {
+        let per_pod = samples.iter().all(|s| {
+            s.labels.contains_key("pod") && s.labels.keys().all(|k| k == "pod" || k == "namespace")
+        });
+        let series = if per_pod && !samples.is_empty() {
+            fn namespace_of(s: &Sample) -> &str {
+                s.labels.get("namespace").map_or("", String::as_str)
+            }
+            // Sized first, so that each namespace's values take two allocations of their final size.
+            let mut sizes: HashMap<&str, (usize, usize)> = HashMap::new();
+            for sample in &samples {
+                let size = sizes.entry(namespace_of(sample)).or_default();
+                size.0 += 1;
+                size.1 += sample.labels["pod"].len();
+            }
+            let mut by_namespace: HashMap<Box<str>, PodValues> = sizes
+                .into_iter()
+                .map(|(namespace, (pods, bytes))| {
+                    (namespace.into(), PodValues::with_capacity(pods, bytes))
+                })
+                .collect();
+            for sample in &samples {
+                if let Some(values) = by_namespace.get_mut(namespace_of(sample)) {
+                    values.insert(&sample.labels["pod"], sample.value);
+                }
+            }
+            Series::Pods(by_namespace)
+        } else {
+            Series::Labelled {
+                samples,
+                by_pod: OnceLock::new(),
+            }
+        };
         Self {
-            samples,
             fetched_at,
-            by_pod: OnceLock::new(),
+            series,
             sums: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every series with its labels.
+    pub fn series(&self) -> Box<dyn Iterator<Item = (Labels<'_>, f64)> + '_> {
+        match &self.series {
+            Series::Pods(by_namespace) => {
+                Box::new(by_namespace.iter().flat_map(|(namespace, pods)| {
+                    pods.iter()
+                        .map(move |(pod, value)| (Labels::Pod { namespace, pod }, value))
+                }))
+            }
+            Series::Labelled { samples, .. } => {
+                Box::new(samples.iter().map(|s| (Labels::Map(&s.labels), s.value)))
+            }
+        }
+    }
+
+    /// The samples as the backend gave them (rebuilt for per-pod answers: for the few callers that need
+    /// owned labels).
+    pub fn samples(&self) -> std::borrow::Cow<'_, [Sample]> {
+        match &self.series {
+            Series::Labelled { samples, .. } => std::borrow::Cow::Borrowed(samples),
+            Series::Pods(_) => std::borrow::Cow::Owned(
+                self.series()
+                    .map(|(labels, value)| Sample {
+                        labels: labels.to_map(),
+                        value,
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -67,40 +185,52 @@ impl Answer {
         sum
     }
 
-    /// The value of `pod`'s series in `namespace`. The index is built once per answer, so a request for a few
-    /// pods costs a few lookups however many pods the answer holds; a series without a `namespace` label
-    /// counts as the empty namespace.
+    /// The value of `pod`'s series in `namespace`: a lookup, however many pods the answer holds (for an
+    /// answer not grouped by pod, the index is built once); a series without a `namespace` label counts as
+    /// the empty namespace.
     pub fn pod_value(&self, namespace: &str, pod: &str) -> Option<f64> {
-        self.by_pod
-            .get_or_init(|| {
-                let mut index: HashMap<String, HashMap<String, f64>> = HashMap::new();
-                for sample in &self.samples {
-                    let Some(pod) = sample.labels.get("pod") else {
-                        continue;
-                    };
-                    let namespace = sample.labels.get("namespace").cloned().unwrap_or_default();
+        match &self.series {
+            Series::Pods(by_namespace) => by_namespace.get(namespace)?.get(pod),
+            Series::Labelled { samples, by_pod } => by_pod
+                .get_or_init(|| {
+                    let mut index: HashMap<String, HashMap<String, f64>> = HashMap::new();
+                    for sample in samples {
+                        let Some(pod) = sample.labels.get("pod") else {
+                            continue;
+                        };
+                        let namespace = sample.labels.get("namespace").cloned().unwrap_or_default();
+                        index
+                            .entry(namespace)
+                            .or_default()
+                            .insert(pod.clone(), sample.value);
+                    }
                     index
-                        .entry(namespace)
-                        .or_default()
-                        .insert(pod.clone(), sample.value);
-                }
-                index
-            })
-            .get(namespace)?
-            .get(pod)
-            .copied()
+                })
+                .get(namespace)?
+                .get(pod)
+                .copied(),
+        }
     }
 
     /// Roughly the bytes the answer holds, for the cache's memory cap.
     fn weight(&self) -> usize {
-        let sample = |s: &Sample| {
-            std::mem::size_of::<Sample>()
-                + s.labels
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
+        let series = match &self.series {
+            Series::Pods(by_namespace) => by_namespace
+                .iter()
+                .map(|(namespace, pods)| namespace.len() + pods.weight())
+                .sum(),
+            Series::Labelled { samples, .. } => samples
+                .iter()
+                .map(|s| {
+                    std::mem::size_of::<Sample>()
+                        + s.labels
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 48)
+                            .sum::<usize>()
+                })
+                .sum::<usize>(),
         };
-        std::mem::size_of::<Self>() + self.samples.iter().map(sample).sum::<usize>()
+        std::mem::size_of::<Self>() + series
     }
 }
 
@@ -389,7 +519,7 @@ mod tests {
         assert!(
             answers
                 .iter()
-                .all(|a| a.as_ref().unwrap().samples[0].value == 1.0)
+                .all(|a| a.as_ref().unwrap().samples()[0].value == 1.0)
         );
         assert_eq!(source.calls.load(Ordering::SeqCst), 1);
     }
@@ -402,10 +532,10 @@ mod tests {
             Duration::from_millis(50),
             Duration::from_secs(60),
         );
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 1.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 1.0);
         tokio::time::sleep(Duration::from_millis(110)).await;
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 2.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 2.0);
         assert_eq!(source.calls.load(Ordering::SeqCst), 2);
     }
 
@@ -417,10 +547,10 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_millis(200),
         );
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 7.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 7.0);
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(
-            cache.query("q").await.unwrap().samples[0].value,
+            cache.query("q").await.unwrap().samples()[0].value,
             7.0,
             "stale but within bound"
         );
@@ -444,10 +574,10 @@ mod tests {
             Duration::from_millis(50),
             Duration::from_secs(60),
         );
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 1.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 1.0);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
-            cache.query("q").await.unwrap().samples[0].value,
+            cache.query("q").await.unwrap().samples()[0].value,
             1.0,
             "past the interval: served without waiting"
         );
@@ -459,7 +589,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(source.calls.load(Ordering::SeqCst), 2, "and refreshed once");
-        assert_eq!(cache.query("q").await.unwrap().samples[0].value, 2.0);
+        assert_eq!(cache.query("q").await.unwrap().samples()[0].value, 2.0);
     }
 
     #[tokio::test]
@@ -516,6 +646,36 @@ mod tests {
             .into(),
             value,
         }
+    }
+
+    #[test]
+    fn per_pod_answers_are_held_compactly_and_read_back_as_the_backend_labelled_them() {
+        let mut without_namespace = pod_sample("", "p3", 3.0);
+        without_namespace.labels.remove("namespace");
+        let given = vec![
+            pod_sample("a", "p1", 1.0),
+            pod_sample("b", "p2", 2.0),
+            without_namespace,
+        ];
+        let answer = Answer::new(given.clone(), 0);
+        assert!(matches!(answer.series, Series::Pods(_)));
+        assert_eq!(answer.pod_value("b", "p2"), Some(2.0));
+        assert_eq!(answer.pod_value("", "p3"), Some(3.0));
+        let mut back = answer.samples().into_owned();
+        back.sort_by(|x, y| x.value.total_cmp(&y.value));
+        assert_eq!(back, given);
+
+        // Any other label keeps the samples as they came.
+        let mut with_container = pod_sample("a", "p1", 1.0);
+        with_container
+            .labels
+            .insert("container".into(), "app".into());
+        let labelled = Answer::new(vec![with_container.clone()], 0);
+        assert!(matches!(labelled.series, Series::Labelled { .. }));
+        assert_eq!(labelled.pod_value("a", "p1"), Some(1.0));
+        assert_eq!(labelled.samples().into_owned(), vec![with_container]);
+        let (labels, _) = labelled.series().next().unwrap();
+        assert_eq!(labels.get("container"), Some("app"));
     }
 
     #[test]

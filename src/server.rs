@@ -152,11 +152,8 @@ fn json(value: impl Serialize) -> Response {
     axum::Json(value).into_response()
 }
 
-/// A JSON body written in one pass into a buffer of `capacity` bytes.
-fn json_sized(value: impl Serialize, capacity: usize) -> Response {
-    let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, &value)
-        .expect("value lists hold only strings, numbers and maps with string keys");
+/// A JSON body already written.
+fn json_body(body: Vec<u8>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -205,11 +202,11 @@ async fn dispatch(
             }
             _ => return Err(ApiError::PathNotFound),
         },
-        Route::Custom(request) => {
-            let list = builtin::custom_metric(state, &configured, &request, query).await?;
-            let capacity = list.size_hint();
-            json_sized(list, capacity)
-        }
+        Route::Custom(request) => json_body(
+            builtin::custom_metric(state, &configured, &request, query)
+                .await?
+                .to_json(),
+        ),
         Route::External { namespace, metric } => {
             json(builtin::external_metric(state, &configured, &namespace, &metric, query).await?)
         }

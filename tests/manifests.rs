@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::require_tool;
+use support::{image_env, require_tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The oldest Kubernetes version the manifests support, and the newest the validator knows.
@@ -208,6 +208,21 @@ fn the_adapter_runs_locked_down_with_probes_on_its_own_endpoints() {
         "delegated access is the default and must not be turned off: {args:?}"
     );
     assert!(args.contains(&"--tls-cert-file=/var/run/serving-cert/tls.crt"));
+    let image_env = image_env();
+    assert!(
+        !image_env.is_empty(),
+        "the Dockerfile sets the malloc threshold"
+    );
+    for (name, value) in image_env {
+        assert!(
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == name.as_str() && e["value"] == value.as_str()),
+            "the Deployment sets {name}={value} as the image does"
+        );
+    }
     let pdb = find(&objects, "PodDisruptionBudget", "xroad-metrics-adapter");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     let service = find(&objects, "Service", "xroad-metrics-adapter");

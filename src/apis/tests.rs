@@ -146,3 +146,65 @@ fn status_matches_the_contract() {
 fn timestamps_are_rfc3339_utc_whole_seconds() {
     assert_eq!(rfc3339(1_740_823_200), "2025-03-01T10:00:00Z");
 }
+
+/// Pod values as a wildcard answers them: one namespace, metric, selector, time and window.
+fn pod_values(count: usize, selector: Option<LabelSelectorJson>) -> Vec<MetricValue> {
+    let namespace: Arc<str> = "sidecar".into();
+    (0..count)
+        .map(|i| MetricValue {
+            described_object: ObjectReference {
+                kind: "Pod".into(),
+                namespace: Some(namespace.clone()),
+                name: format!("security-server-sidecar-secondary-{i}"),
+                api_version: "v1".into(),
+            },
+            metric: "container_network_receive_packets_per_second".into(),
+            selector: selector.clone(),
+            timestamp: 1_700_000_000,
+            window_seconds: Some(120),
+            value: Quantity::from_millis(i as i64 * 1250 - 3000),
+        })
+        .collect()
+}
+
+#[test]
+fn the_fast_encoding_writes_the_same_bytes_as_serde() {
+    let selector = LabelSelectorJson::from_selector(&"interface=eth0,x notin (a)".parse().unwrap());
+    let mut mixed = pod_values(3, None);
+    // Items that do not fit the first one's template: another namespace, another time, another kind, a
+    // name that needs escaping.
+    mixed[1].described_object.namespace = Some("other".into());
+    mixed[2].timestamp += 15;
+    mixed.push(MetricValue {
+        described_object: ObjectReference {
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "sidecar".into(),
+            api_version: "v1".into(),
+        },
+        ..pod_values(1, None).remove(0)
+    });
+    mixed.push(MetricValue {
+        described_object: ObjectReference {
+            name: "quote\"back\\slash\u{7f}\u{1}".into(),
+            ..pod_values(1, None).remove(0).described_object
+        },
+        ..pod_values(1, None).remove(0)
+    });
+    for version in [CustomVersion::V1Beta1, CustomVersion::V1Beta2] {
+        for values in [
+            vec![],
+            pod_values(1, None),
+            pod_values(500, None),
+            pod_values(20, Some(selector.clone())),
+            mixed.clone(),
+        ] {
+            let list = metric_value_list(version, values);
+            assert_eq!(
+                String::from_utf8(list.to_json()).unwrap(),
+                serde_json::to_string(&list).unwrap(),
+                "{version:?}"
+            );
+        }
+    }
+}

@@ -104,7 +104,7 @@ impl FailurePolicy {
                 signals.probe_window.as_secs()
             );
             match inputs.cache.query(&promql).await {
-                Ok(answer) => Some(by_pod(&answer.samples)),
+                Ok(answer) => Some(by_pod(&answer)),
                 Err(error) => {
                     tracing::warn!(policy = self.config.name, %error, "liveness-probe signal unavailable");
                     None
@@ -250,10 +250,10 @@ impl FailurePolicy {
     }
 }
 
-fn by_pod(samples: &[crate::source::Sample]) -> BTreeMap<String, f64> {
-    samples
-        .iter()
-        .filter_map(|s| Some((s.labels.get("pod")?.clone(), s.value)))
+fn by_pod(answer: &crate::cache::Answer) -> BTreeMap<String, f64> {
+    answer
+        .series()
+        .filter_map(|(labels, value)| Some((labels.get("pod")?.to_owned(), value)))
         .collect()
 }
 

@@ -191,15 +191,14 @@ pub(super) async fn external_metric(
         .map_err(ApiError::Backend)?;
     let window = def.window(configured.rate_window).as_secs() as i64;
     let items = answer
-        .samples
-        .iter()
-        .filter_map(|sample| {
+        .series()
+        .filter_map(|(labels, value)| {
             Some(ExternalMetricValue {
                 metric_name: metric.to_owned(),
-                metric_labels: sample.labels.clone(),
+                metric_labels: labels.to_map(),
                 timestamp: apis::rfc3339(answer.fetched_at),
                 window: Some(window),
-                value: quantity(sample.value, namespace)?,
+                value: quantity(value, namespace)?,
             })
         })
         .collect();

@@ -115,21 +115,21 @@ pub(super) async fn custom(
                 .resources
                 .label_for_resource(&resource)
                 .expect("custom_query succeeded, so the resource has a label");
-            let wanted: Option<HashSet<&String>> = wanted.as_ref().map(|w| w.iter().collect());
+            let wanted: Option<HashSet<&str>> = wanted.as_ref().map(|w| w.iter().map(String::as_str).collect());
             let mut values: BTreeMap<String, MetricValue> = BTreeMap::new();
             let metric: Arc<str> = request.metric.as_str().into();
-            for sample in &answer.samples {
-                let Some(name) = sample.labels.get(&label) else {
+            for (labels, value) in answer.series() {
+                let Some(name) = labels.get(&label) else {
                     continue;
                 };
                 if wanted.as_ref().is_some_and(|w| !w.contains(name)) {
                     continue;
                 }
-                let Some(value) = quantity(sample.value, name) else {
+                let Some(value) = quantity(value, name) else {
                     continue;
                 };
                 values.insert(
-                    name.clone(),
+                    name.to_owned(),
                     MetricValue {
                         described_object: reference(&loaded.config.resources, &resource, namespace, name),
                         metric: metric.clone(),
@@ -176,17 +176,16 @@ pub(super) async fn external(
                 .await
                 .map_err(ApiError::Backend)?;
             let items = answer
-                .samples
-                .iter()
-                .filter_map(|sample| {
-                    let mut labels = sample.labels.clone();
+                .series()
+                .filter_map(|(labels, value)| {
+                    let mut labels = labels.to_map();
                     labels.remove("__name__");
                     Some(ExternalMetricValue {
                         metric_name: metric.to_owned(),
                         metric_labels: labels,
                         timestamp: apis::rfc3339(answer.fetched_at),
                         window: None,
-                        value: quantity(sample.value, metric)?,
+                        value: quantity(value, metric)?,
                     })
                 })
                 .collect();
@@ -249,8 +248,8 @@ pub(super) async fn resource_metrics(
                     .collect()
             };
             let nodes = node_usage(
-                &by_node_name(&cpu.samples),
-                &by_node_name(&memory.samples),
+                &by_node_name(&cpu.samples()),
+                &by_node_name(&memory.samples()),
                 &label,
             );
             let item = |(node, (cpu, mem)): (&String, &Usage)| {
@@ -308,8 +307,8 @@ pub(super) async fn resource_metrics(
                 )?;
                 let timestamp = cpu.fetched_at.min(memory.fetched_at);
                 let usage = pod_usage(
-                    &cpu.samples,
-                    &memory.samples,
+                    &cpu.samples(),
+                    &memory.samples(),
                     &pod_label,
                     &resource.cpu.container_label,
                 );

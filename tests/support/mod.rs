@@ -243,6 +243,17 @@ pub async fn get_with(
 }
 
 /// `(pod name, value)` of every item, in response order.
+/// The environment the image sets (`ENV` lines of the Dockerfile), which the deployment and the load benchmark
+/// run the adapter with too.
+pub fn image_env() -> Vec<(String, String)> {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV ")?.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 pub fn values(list: &serde_json::Value) -> Vec<(String, String)> {
     list["items"]
         .as_array()

@@ -25,6 +25,13 @@ impl ServedAdapter {
         .await
     }
 
+    /// As [`ServedAdapter::start`], with `env` added to the environment (e.g. the image's, `image_env`).
+    pub async fn start_with_env(env: &[(String, String)], args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"));
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        Self::launch(command, args).await
+    }
+
     /// As [`ServedAdapter::start`], with the open-file limit (soft and hard) set to `files` by util-linux's
     /// `prlimit`.
     pub async fn start_with_file_limit(files: u64, args: &[&str]) -> Self {
