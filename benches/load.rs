@@ -254,9 +254,8 @@ async fn hot_metrics(adapter: &ServedAdapter, pods: usize) -> String {
     let (hot, _) = adapter.memory();
     let per_series = (hot - listed) * 1024.0 * 1024.0 / (HOT * pods) as f64;
     format!(
-        "RSS with the pods listed {listed:.1} MiB ({:.1} KiB per pod), with 1 hot metric {one:.1} MiB, with \
-         {HOT} {hot:.1} MiB ({per_series:.0} bytes per cached series)",
-        listed * 1024.0 / pods as f64
+        "RSS with the pods listed {listed:.1} MiB, with 1 hot metric {one:.1} MiB, with {HOT} {hot:.1} MiB \
+         ({per_series:.0} bytes per cached series)"
     )
 }
 

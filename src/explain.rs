@@ -448,30 +448,19 @@ impl Evaluation<'_> {
                             ("metricLabelSelector", selector.to_string()),
                         ])
                     );
-                    match self
+                    let samples = self
                         .fetch_samples(&report.request, "custom", pod_samples)
-                        .await
-                    {
-                        Ok(samples) => {
-                            let proposal = hpa::calculator::pods_average_value(
-                                &samples,
-                                &self.pods,
-                                *target,
-                                scale.spec_replicas,
-                                self.tolerance,
-                                None,
-                            );
-                            if let Ok(p) = &proposal {
-                                report.pods = pod_lines(
-                                    &self.pods,
-                                    &samples,
-                                    p.groups.as_ref().unwrap_or(&Default::default()),
-                                );
-                            }
-                            proposal.map_err(|e| e.to_string())
-                        }
-                        Err(e) => Err(e),
-                    }
+                        .await;
+                    self.with_pods(&mut report, samples, |samples| {
+                        hpa::calculator::pods_average_value(
+                            samples,
+                            &self.pods,
+                            *target,
+                            scale.spec_replicas,
+                            self.tolerance,
+                            None,
+                        )
+                    })
                     .map_err(|e| format!("unable to get metric {name}: {e}"))
                 }
                 MetricSource::Object {
@@ -557,45 +546,32 @@ impl Evaluation<'_> {
                             resource_samples(list, resource, container.as_deref())
                         })
                         .await;
-                    match samples {
-                        Ok(samples) => {
-                            let proposal = match *target {
-                                Target::Utilization(percent) => self
-                                    .requests(resource, container.as_deref())
-                                    .map_err(hpa::Unable::MissingRequest)
-                                    .and_then(|requests| {
-                                        hpa::calculator::resource_utilization(
-                                            &samples,
-                                            &self.pods,
-                                            &requests,
-                                            percent,
-                                            scale.spec_replicas,
-                                            self.tolerance,
-                                            cpu,
-                                        )
-                                    }),
-                                Target::AverageValue(value) | Target::Value(value) => {
-                                    hpa::calculator::pods_average_value(
-                                        &samples,
-                                        &self.pods,
-                                        value,
-                                        scale.spec_replicas,
-                                        self.tolerance,
-                                        cpu,
-                                    )
-                                }
-                            };
-                            if let Ok(p) = &proposal {
-                                report.pods = pod_lines(
+                    self.with_pods(&mut report, samples, |samples| match *target {
+                        Target::Utilization(percent) => self
+                            .requests(resource, container.as_deref())
+                            .map_err(hpa::Unable::MissingRequest)
+                            .and_then(|requests| {
+                                hpa::calculator::resource_utilization(
+                                    samples,
                                     &self.pods,
-                                    &samples,
-                                    p.groups.as_ref().unwrap_or(&Default::default()),
-                                );
-                            }
-                            proposal.map_err(|e| e.to_string())
+                                    &requests,
+                                    percent,
+                                    scale.spec_replicas,
+                                    self.tolerance,
+                                    cpu,
+                                )
+                            }),
+                        Target::AverageValue(value) | Target::Value(value) => {
+                            hpa::calculator::pods_average_value(
+                                samples,
+                                &self.pods,
+                                value,
+                                scale.spec_replicas,
+                                self.tolerance,
+                                cpu,
+                            )
                         }
-                        Err(e) => Err(e),
-                    }
+                    })
                     .map_err(|e| format!("unable to get metrics for resource {resource}: {e}"))
                 }
             };
@@ -609,6 +585,21 @@ impl Evaluation<'_> {
             Err(error) => report.reason = error,
         }
         report
+    }
+
+    /// Pods and Resource metrics: the proposal from the per-pod values, and a line per pod in `report`.
+    fn with_pods(
+        &self,
+        report: &mut MetricReport,
+        samples: Result<Samples, String>,
+        propose: impl FnOnce(&Samples) -> Result<hpa::Proposal, hpa::Unable>,
+    ) -> Result<hpa::Proposal, String> {
+        let samples = samples?;
+        let proposal = propose(&samples).map_err(|e| e.to_string())?;
+        if let Some(groups) = &proposal.groups {
+            report.pods = pod_lines(&self.pods, &samples, groups);
+        }
+        Ok(proposal)
     }
 
     async fn fetch_samples(
