@@ -2,7 +2,7 @@
 //! target's Scale, the pods of its selector, and each metric from the metrics APIs) from a cluster or from
 //! files, evaluates one sync with [`crate::hpa`], and reports every step. The I/O edge of the HPA model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
@@ -374,37 +374,27 @@ fn pod_lines(
     samples: &Samples,
     groups: &hpa::calculator::Groups,
 ) -> Vec<PodLine> {
-    let group_of = |name: &String| {
-        if groups.ignored.contains(name) {
-            "ignored"
-        } else if groups.unready.contains(name) {
-            "unready"
-        } else if groups.missing.contains(name) {
-            "missing"
-        } else {
-            "ready"
-        }
-    };
-    let mut lines: Vec<PodLine> = pods
-        .iter()
-        .map(|p| PodLine {
-            pod: p.name.clone(),
-            value: samples
-                .get(&p.name)
-                .map(|s| Quantity::from_millis(s.millis).to_string()),
-            group: group_of(&p.name),
-        })
-        .collect();
-    lines.extend(groups.extraneous.iter().map(|name| {
-        PodLine {
-            pod: name.clone(),
+    let group_of: HashMap<&str, &'static str> = [
+        (&groups.ready, "ready"),
+        (&groups.missing, "missing"),
+        (&groups.unready, "unready"),
+        (&groups.ignored, "ignored"),
+        (&groups.extraneous, "other"),
+    ]
+    .into_iter()
+    .flat_map(|(names, group)| names.iter().map(move |n| (n.as_str(), group)))
+    .collect();
+    pods.iter()
+        .map(|p| p.name.as_str())
+        .chain(groups.extraneous.iter().map(String::as_str))
+        .map(|name| PodLine {
+            pod: name.to_owned(),
             value: samples
                 .get(name)
                 .map(|s| Quantity::from_millis(s.millis).to_string()),
-            group: "other",
-        }
-    }));
-    lines
+            group: group_of.get(name).copied().unwrap_or("ready"),
+        })
+        .collect()
 }
 
 struct Evaluation<'a> {

@@ -305,3 +305,69 @@ async fn serve_takes_the_prometheus_adapters_flags() {
     }
     assert!(served.log_text().contains("accepted and ignored"));
 }
+
+#[test]
+fn explain_hpa_says_what_is_wrong_with_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ok, text) = adapter(&["explain", "--hpa", "secondary"]);
+    assert!(
+        !ok && text.contains("--hpa \"secondary\": expected NAMESPACE/NAME"),
+        "{text}"
+    );
+    let (ok, text) = adapter(&["explain", "--hpa-file", "hpa.yaml"]);
+    assert!(!ok && text.contains("--inventory"), "{text}");
+    let explain_file = |hpa: &str| {
+        adapter(
+            &[
+                &[
+                    "explain",
+                    "--hpa-file",
+                    hpa,
+                    "--inventory",
+                    support::INVENTORY,
+                ][..],
+                PROM,
+            ]
+            .concat(),
+        )
+    };
+    let (ok, text) = explain_file("/nonexistent/hpa.yaml");
+    assert!(
+        !ok && text.contains("cannot read /nonexistent/hpa.yaml"),
+        "{text}"
+    );
+    let not_an_hpa = write("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: 3\n");
+    let (ok, text) = explain_file(&not_an_hpa);
+    assert!(
+        !ok && text.contains("not a HorizontalPodAutoscaler (autoscaling/v2)"),
+        "{text}"
+    );
+    let elsewhere = write(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: h, namespace: sidecar}\n\
+         spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: gone}\n  maxReplicas: 3\n",
+    );
+    let (ok, text) = explain_file(&elsewhere);
+    assert!(
+        !ok && text.contains("no Deployment sidecar/gone (the HPA's scaleTargetRef)"),
+        "{text}"
+    );
+    let bad_target = write(
+        "bad.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: h, namespace: sidecar}\n\
+         spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: security-server-sidecar-secondary}\n  \
+         maxReplicas: 3\n  metrics:\n  - type: Pods\n    pods: {metric: {name: m}, target: {type: Utilization, averageUtilization: 50}}\n",
+    );
+    let (ok, text) = explain_file(&bad_target);
+    assert!(
+        !ok && text.contains(
+            "HPA sidecar/h: spec.metrics[0]: target type \"Utilization\" is not one of AverageValue"
+        ),
+        "{text}"
+    );
+}

@@ -193,9 +193,10 @@ pub fn group(pods: &[Pod], samples: &Samples, cpu: Option<CpuStartup>) -> Groups
             groups.missing.push(name);
         }
     }
+    let targeted: std::collections::HashSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     groups.extraneous = samples
         .keys()
-        .filter(|name| !pods.iter().any(|p| &&p.name == name))
+        .filter(|name| !targeted.contains(name.as_str()))
         .cloned()
         .collect();
     groups
