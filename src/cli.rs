@@ -748,14 +748,15 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
         ) {
             Ok(p) => {
                 let groups = p.groups.clone().unwrap_or_default();
-                let hpa::Current::AverageValue(average) = p.current else {
-                    unreachable!("a Pods metric reports an average value")
+                let average = match p.current {
+                    hpa::Current::AverageValue(v) => Quantity::from_millis(v).to_string(),
+                    other => format!("{other:?}"),
                 };
                 println!(
                     "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
                      (currently {current}; {}; {} running without a value, {} Pending or unready, {} deleting or \
                      Failed; tolerance -{} +{})",
-                    Quantity::from_millis(average),
+                    average,
                     groups.ready.len() + groups.extraneous.len(),
                     p.ratio,
                     p.replicas,

@@ -198,14 +198,16 @@ fn metric(spec: &autoscaling::MetricSpec) -> Result<MetricSource, String> {
     match spec.type_.as_str() {
         "Pods" => {
             let source = spec.pods.as_ref().ok_or_else(|| absent("pods"))?;
-            let Target::AverageValue(target) = target(&source.target, &["AverageValue"])? else {
-                unreachable!("only AverageValue is allowed")
-            };
-            Ok(MetricSource::Pods {
-                name: source.metric.name.clone(),
-                selector: metric_selector(&source.metric)?,
-                target,
-            })
+            match target(&source.target, &["AverageValue"])? {
+                Target::AverageValue(target) => Ok(MetricSource::Pods {
+                    name: source.metric.name.clone(),
+                    selector: metric_selector(&source.metric)?,
+                    target,
+                }),
+                other => Err(format!(
+                    "a Pods metric takes an AverageValue target, not {other:?}"
+                )),
+            }
         }
         "Object" => {
             let source = spec.object.as_ref().ok_or_else(|| absent("object"))?;
