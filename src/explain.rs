@@ -228,7 +228,7 @@ fn resource_samples(
                 .iter()
                 .map(usage)
                 .collect::<Result<Option<Vec<i64>>, String>>()?
-                .map(|values| values.iter().sum()),
+                .map(|values| values.iter().fold(0i64, |sum, v| sum.saturating_add(*v))),
         };
         if let Some(millis) = value {
             let window = item["window"]

@@ -218,7 +218,10 @@ fn cpu_sample_unready(pod: &Pod, sample: &Sample, cpu: CpuStartup) -> bool {
 
 /// `floor(Σ values / count) / target`, and the average.
 fn usage_ratio(values: &Samples, target: i64) -> (f64, i64) {
-    let total: i64 = values.values().map(|s| s.millis).sum();
+    // Saturating where Go's int64 would wrap: a value that large is a broken metric either way.
+    let total = values
+        .values()
+        .fold(0i64, |sum, s| sum.saturating_add(s.millis));
     let average = total / values.len() as i64;
     (average as f64 / target as f64, average)
 }
@@ -352,15 +355,15 @@ fn utilization(
     let (mut usage, mut requested, mut counted) = (0i64, 0i64, 0i64);
     for (name, sample) in values {
         if let Some(request) = requests.get(name) {
-            usage += sample.millis;
-            requested += request;
+            usage = usage.saturating_add(sample.millis);
+            requested = requested.saturating_add(*request);
             counted += 1;
         }
     }
     if requested == 0 {
         return Err(Unable::NoMatchingRequests);
     }
-    let percent = usage * 100 / requested;
+    let percent = usage.saturating_mul(100) / requested;
     Ok((
         percent as f64 / target_percent as f64,
         percent,

@@ -712,3 +712,33 @@ fn an_hpa_object_is_read_with_the_api_servers_defaults() {
         "spec.metrics[0]: target type \"Value\" is not one of AverageValue"
     );
 }
+
+#[test]
+fn extreme_values_give_an_answer_not_a_panic() {
+    let huge = samples(&[i64::MAX / 2, i64::MAX / 2, i64::MAX / 2]);
+    let p = calculator::pods_average_value(&huge, &pods(3), 1, 3, DEFAULT_TOLERANCE, None).unwrap();
+    assert_eq!(
+        p.replicas,
+        i32::MAX as u32,
+        "capped as the controller caps int32"
+    );
+    let requests: BTreeMap<String, i64> =
+        (0..3).map(|i| (format!("pod-{i}"), i64::MAX / 2)).collect();
+    let u =
+        calculator::resource_utilization(&huge, &pods(3), &requests, 1, 3, DEFAULT_TOLERANCE, None)
+            .unwrap();
+    // Saturated usage over saturated requests: a ratio, whatever it is, and no overflow.
+    assert!(u.ratio.is_finite(), "{u:?}");
+    assert_eq!(
+        calculator::value(i64::MAX, 1, 0, &[], DEFAULT_TOLERANCE)
+            .unwrap()
+            .replicas,
+        i32::MAX as u32
+    );
+    let zero = calculator::average_value(5, 1, 0, DEFAULT_TOLERANCE).unwrap();
+    assert_eq!(zero.replicas, 5, "from 0 replicas: ceil(value / target)");
+    assert_eq!(
+        calculator::value(1, 0, 3, &pods(3), DEFAULT_TOLERANCE),
+        Err(Unable::BadTarget)
+    );
+}
