@@ -707,7 +707,7 @@ fn memory_from_status(
     };
     let desired = status.desired_replicas.max(0) as u32;
     let limited = condition("ScalingLimited").is_some_and(|(s, _)| s == "True");
-    let last_sync = now - sync_period;
+    let last_sync = now.saturating_sub(sync_period);
     if limited {
         report.unknown.push(format!(
             "the last sync's recommendation: a limit changed it to {desired} ({})",
@@ -731,7 +731,7 @@ fn memory_from_status(
                 .unwrap_or(0)
         });
         let before = status.current_replicas.unwrap_or_default().max(0) as u32;
-        let ago = now - at;
+        let ago = now.saturating_sub(at);
         if spec.behavior.is_some() && ago < longest {
             if before != desired {
                 let (list, change) = if desired > before {

@@ -175,7 +175,7 @@ pub fn without_behavior(
     memory: &Memory,
     now: i64,
 ) -> Normalized {
-    let cutoff = now - downscale_window;
+    let cutoff = now.saturating_sub(downscale_window);
     let stabilized = memory
         .recommendations
         .iter()
@@ -220,8 +220,8 @@ pub fn with_behavior(
     memory: &Memory,
     now: i64,
 ) -> Normalized {
-    let up_cutoff = now - behavior.scale_up.stabilization_window;
-    let down_cutoff = now - behavior.scale_down.stabilization_window;
+    let up_cutoff = now.saturating_sub(behavior.scale_up.stabilization_window);
+    let down_cutoff = now.saturating_sub(behavior.scale_down.stabilization_window);
     // The controller compares with time.After, so a recommendation made exactly at the cutoff is out.
     let (mut up, mut down) = (proposal, proposal);
     for &(at, recommendation) in &memory.recommendations {
@@ -262,7 +262,7 @@ fn rate_limit(
     let changed_within = |events: &[(i64, u32)], period: i64| -> i64 {
         events
             .iter()
-            .filter(|(at, _)| *at > now - period)
+            .filter(|(at, _)| *at > now.saturating_sub(period))
             .map(|(_, n)| i64::from(*n))
             .sum()
     };

@@ -741,4 +741,11 @@ fn extreme_values_give_an_answer_not_a_panic() {
         calculator::value(1, 0, 3, &pods(3), DEFAULT_TOLERANCE),
         Err(Unable::BadTarget)
     );
+    // Found by the `hpa` fuzz target: a time at the edge of i64 minus a window.
+    let late = memory(&[(0, 3)]);
+    // Every window reaches back to the recommendation of 3: the up window holds the count at 5.
+    let n = behavior::with_behavior(5, 9, LIMITS, &Behavior::defaults(i64::MAX), &late, i64::MIN);
+    assert_eq!(n.replicas, 5);
+    let n = behavior::without_behavior(5, 3, LIMITS, i64::MAX, &late, i64::MIN);
+    assert_eq!(n.replicas, 3);
 }
