@@ -504,26 +504,51 @@ async fn discovery_lists_the_policy_metrics_only_when_a_policy_is_configured() {
     assert!(!list.to_string().contains("xroad_scale_on_failure_replicas"));
 }
 
+/// The Secondary pods of the fixture with their signals: A healthy, B failing its liveness probe (the probe
+/// counters), C answering its health check with an expired global configuration; their traffic in a real
+/// Prometheus, and the policy's configuration file.
+struct FailingSidecar {
+    prometheus: Prometheus,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    _endpoints: [HealthEndpoint; 3],
+}
+
+impl FailingSidecar {
+    async fn start() -> Self {
+        let prometheus = Prometheus::start(&[sidecar_traffic(), probe_counters()].concat()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let endpoints = [
+            HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await,
+            HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await,
+            HealthEndpoint::start(
+                "127.0.0.33",
+                port,
+                Answer::Failing("Global configuration is expired"),
+            )
+            .await,
+        ];
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, policy_yaml(port)).unwrap();
+        Self {
+            prometheus,
+            dir,
+            config,
+            _endpoints: endpoints,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_prints_each_pods_health_the_load_and_the_replica_count() {
-    let prometheus = Prometheus::start(&[sidecar_traffic(), probe_counters()].concat()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
-    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
-    let _c = HealthEndpoint::start(
-        "127.0.0.33",
-        port,
-        Answer::Failing("Global configuration is expired"),
-    )
-    .await;
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, policy_yaml(port)).unwrap();
+    let sidecar = FailingSidecar::start().await;
+    let (prometheus, dir, config) = (&sidecar.prometheus, sidecar.dir.path(), &sidecar.config);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
         .args(["explain", "--prometheus-url", &prometheus.url, "--config"])
-        .arg(&config)
+        .arg(config)
         .arg("--inventory")
-        .arg(loopback_inventory(dir.path()))
+        .arg(loopback_inventory(dir))
         .output()
         .await
         .unwrap();
@@ -603,22 +628,11 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_hpa_file_walks_an_hpa_through_one_sync() {
-    let prometheus = Prometheus::start(&[sidecar_traffic(), probe_counters()].concat()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _a = HealthEndpoint::start("127.0.0.31", port, Answer::Healthy).await;
-    let _b = HealthEndpoint::start("127.0.0.32", port, Answer::Healthy).await;
-    let _c = HealthEndpoint::start(
-        "127.0.0.33",
-        port,
-        Answer::Failing("Global configuration is expired"),
-    )
-    .await;
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, policy_yaml(port)).unwrap();
-    let hpa = dir.path().join("hpa.yaml");
+    let sidecar = FailingSidecar::start().await;
+    let (prometheus, dir, config) = (&sidecar.prometheus, sidecar.dir.path(), &sidecar.config);
+    let hpa = dir.join("hpa.yaml");
     std::fs::write(&hpa, SIDECAR_HPA).unwrap();
-    let inventory = loopback_inventory(dir.path());
+    let inventory = loopback_inventory(dir);
     let explain = |output: &'static str| {
         let (config, hpa, inventory, url) = (
             config.clone(),

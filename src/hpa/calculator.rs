@@ -226,31 +226,68 @@ fn usage_ratio(values: &Samples, target: i64) -> (f64, i64) {
     (average as f64 / target as f64, average)
 }
 
-/// What [`fill_in`] needs to recompute a ratio over the enlarged set of pods.
-struct Ratios<'a> {
-    ratio: f64,
-    recompute: &'a dyn Fn(&Samples) -> Result<f64, Unable>,
+/// The first steps of the Pods and Resource calculations: the pods grouped, and the values that count (the
+/// ignored and unready pods' taken out).
+fn counted(
+    samples: &Samples,
+    pods: &[Pod],
+    target: i64,
+    cpu: Option<CpuStartup>,
+) -> Result<(Groups, Samples), Unable> {
+    if target <= 0 {
+        return Err(Unable::BadTarget);
+    }
+    if pods.is_empty() {
+        return Err(Unable::NoPods);
+    }
+    let groups = group(pods, samples, cpu);
+    let mut values = samples.clone();
+    for name in groups.ignored.iter().chain(&groups.unready) {
+        values.remove(name);
+    }
+    if values.is_empty() {
+        return Err(Unable::NoValues);
+    }
+    Ok((groups, values))
 }
 
-/// The slow path shared by the Pods and Resource calculations: missing pods take `fill_missing_down` on a
-/// scale-down and 0 on a scale-up, unready pods 0 on a scale-up; then the direction is checked again.
-fn fill_in(
+/// How one of the two calculations measures usage, and what a missing pod counts as on a scale-down.
+struct Usage<'a> {
+    /// The usage ratio of a set of values.
+    ratio: &'a dyn Fn(&Samples) -> Result<f64, Unable>,
+    /// A missing pod's value on a scale-down.
+    missing_down: &'a dyn Fn(&str) -> i64,
+}
+
+/// The decision shared by the Pods and Resource calculations, given the ratio of the counted `values`:
+/// without missing pods (and unready ones on a scale-up) `ceil(ratio × ready pods)` outside the tolerance;
+/// otherwise missing pods take their scale-down value below 1 and 0 above it (nothing at exactly 1), unready
+/// pods 0 on a scale-up, and the ratio is taken again, the size held where that is within the tolerance,
+/// reverses the direction, or gives a count that contradicts it.
+fn propose(
     mut values: Samples,
     groups: &Groups,
-    ratios: Ratios<'_>,
-    fill_missing_down: &dyn Fn(&str) -> i64,
-    scale_up_with_unready: bool,
+    ratio: f64,
+    usage: Usage<'_>,
     spec: u32,
     tolerance: Tolerance,
 ) -> Result<(u32, f64, &'static str), Unable> {
-    let ratio = ratios.ratio;
+    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
+    if !scale_up_with_unready && groups.missing.is_empty() {
+        return Ok(if tolerance.is_within(ratio) {
+            (spec, ratio, "within tolerance, no change")
+        } else {
+            let replicas = to_replicas(ratio * groups.ready.len() as f64);
+            (replicas, ratio, "ceil(ratio × pods with values)")
+        });
+    }
     for name in &groups.missing {
         let value = if ratio < 1.0 {
-            fill_missing_down(name)
+            (usage.missing_down)(name)
         } else if ratio > 1.0 {
             0
         } else {
-            // At exactly 1 the controller fills nothing in: the ratio is recomputed as it was.
+            // At exactly 1 the controller fills nothing in: the ratio is taken again as it was.
             continue;
         };
         values.insert(name.clone(), Sample::of(value));
@@ -260,7 +297,7 @@ fn fill_in(
             values.insert(name.clone(), Sample::of(0));
         }
     }
-    let new_ratio = (ratios.recompute)(&values)?;
+    let new_ratio = (usage.ratio)(&values)?;
     if tolerance.is_within(new_ratio) {
         return Ok((
             spec,
@@ -300,50 +337,20 @@ pub fn pods_average_value(
     tolerance: Tolerance,
     cpu: Option<CpuStartup>,
 ) -> Result<Proposal, Unable> {
-    if target <= 0 {
-        return Err(Unable::BadTarget);
-    }
-    if pods.is_empty() {
-        return Err(Unable::NoPods);
-    }
-    let groups = group(pods, samples, cpu);
-    let mut values = samples.clone();
-    for name in groups.ignored.iter().chain(&groups.unready) {
-        values.remove(name);
-    }
-    if values.is_empty() {
-        return Err(Unable::NoValues);
-    }
+    let (groups, values) = counted(samples, pods, target, cpu)?;
     let (ratio, average) = usage_ratio(&values, target);
-    let proposal = |replicas, ratio, reason: &str, groups| Proposal {
+    let usage = Usage {
+        ratio: &|values| Ok(usage_ratio(values, target).0),
+        missing_down: &|_| target,
+    };
+    let (replicas, ratio, reason) = propose(values, &groups, ratio, usage, spec, tolerance)?;
+    Ok(Proposal {
         replicas,
         current: Current::AverageValue(average),
         ratio,
         reason: reason.to_owned(),
         groups: Some(groups),
-    };
-    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
-    if !scale_up_with_unready && groups.missing.is_empty() {
-        return Ok(if tolerance.is_within(ratio) {
-            proposal(spec, ratio, "within tolerance, no change", groups)
-        } else {
-            let replicas = to_replicas(ratio * groups.ready.len() as f64);
-            proposal(replicas, ratio, "ceil(ratio × pods with values)", groups)
-        });
-    }
-    let (replicas, new_ratio, reason) = fill_in(
-        values,
-        &groups,
-        Ratios {
-            ratio,
-            recompute: &|values| Ok(usage_ratio(values, target).0),
-        },
-        &|_| target,
-        scale_up_with_unready,
-        spec,
-        tolerance,
-    )?;
-    Ok(proposal(replicas, new_ratio, reason, groups))
+    })
 }
 
 /// `(Σ usage × 100 / Σ requests)` over the pods that have a request, and the raw average usage.
@@ -374,7 +381,7 @@ fn utilization(
 /// A Resource (or ContainerResource) metric with a `Utilization` target: `GetResourceReplicas`. `requests`
 /// holds each pod's request of the resource in milli-units; a pod without one is an error, as in the
 /// controller. The request is the pod-level one where set, else the sum over the containers (restartable init
-/// containers included) or the named container's: see [`pod_request`].
+/// containers included) or the named container's: see [`super::spec::pod_request`].
 pub fn resource_utilization(
     samples: &Samples,
     pods: &[Pod],
@@ -384,20 +391,7 @@ pub fn resource_utilization(
     tolerance: Tolerance,
     cpu: Option<CpuStartup>,
 ) -> Result<Proposal, Unable> {
-    if target_percent <= 0 {
-        return Err(Unable::BadTarget);
-    }
-    if pods.is_empty() {
-        return Err(Unable::NoPods);
-    }
-    let groups = group(pods, samples, cpu);
-    let mut values = samples.clone();
-    for name in groups.ignored.iter().chain(&groups.unready) {
-        values.remove(name);
-    }
-    if values.is_empty() {
-        return Err(Unable::NoValues);
-    }
+    let (groups, values) = counted(samples, pods, target_percent, cpu)?;
     if let Some(pod) = pods.iter().find(|p| !requests.contains_key(&p.name)) {
         return Err(Unable::MissingRequest(format!(
             "missing request for the resource in Pod {}",
@@ -405,7 +399,15 @@ pub fn resource_utilization(
         )));
     }
     let (ratio, percent, average) = utilization(&values, requests, target_percent)?;
-    let proposal = |replicas, ratio, reason: &str, groups| Proposal {
+    let usage = Usage {
+        ratio: &|values| Ok(utilization(values, requests, target_percent)?.0),
+        // On a scale-down a missing pod counts as using its whole request, or the target if that is higher.
+        missing_down: &|name| {
+            requests.get(name).copied().unwrap_or_default() * target_percent.max(100) / 100
+        },
+    };
+    let (replicas, ratio, reason) = propose(values, &groups, ratio, usage, spec, tolerance)?;
+    Ok(Proposal {
         replicas,
         current: Current::Utilization {
             percent,
@@ -414,30 +416,7 @@ pub fn resource_utilization(
         ratio,
         reason: reason.to_owned(),
         groups: Some(groups),
-    };
-    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
-    if !scale_up_with_unready && groups.missing.is_empty() {
-        return Ok(if tolerance.is_within(ratio) {
-            proposal(spec, ratio, "within tolerance, no change", groups)
-        } else {
-            let replicas = to_replicas(ratio * groups.ready.len() as f64);
-            proposal(replicas, ratio, "ceil(ratio × ready pods)", groups)
-        });
-    }
-    let (replicas, new_ratio, reason) = fill_in(
-        values,
-        &groups,
-        Ratios {
-            ratio,
-            recompute: &|values| Ok(utilization(values, requests, target_percent)?.0),
-        },
-        // On a scale-down a missing pod counts as using its whole request, or the target if that is higher.
-        &|name| requests.get(name).copied().unwrap_or_default() * target_percent.max(100) / 100,
-        scale_up_with_unready,
-        spec,
-        tolerance,
-    )?;
-    Ok(proposal(replicas, new_ratio, reason, groups))
+    })
 }
 
 /// A ratio against a whole-target value (`Value` targets): `spec` when within tolerance, else
