@@ -224,7 +224,11 @@ impl Floor {
 async fn backend_queries(adapter: &ServedAdapter) -> u64 {
     let (_, text) = adapter.get("/metrics").await.unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("xroad_metrics_adapter_backend_query_duration_seconds_count "))
+        .find_map(|l| {
+            l.strip_prefix(
+                "xroad_metrics_adapter_backend_query_duration_seconds_count{backend=\"prometheus\"} ",
+            )
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::backends::Backends;
 use crate::compat::discovery::{Registry, series_queries};
 use crate::compat::resources::{DiscoveredResource, ResourceTable};
 use crate::compat::rules::AdapterConfig;
-use crate::source::{MetricSource, SourceError};
+use crate::source::SourceError;
 use crate::telemetry::{ConfigFile, Metrics};
 
 /// A configuration and the registry built from it: swapped together, so a request never reads a rule by
@@ -26,8 +27,8 @@ pub struct Loaded {
 /// The rules, their current registry, and where series come from.
 pub struct AdapterRules {
     current: RwLock<Arc<Loaded>>,
-    /// Replaced when a reloaded `--config` names another backend.
-    source: RwLock<Arc<dyn MetricSource>>,
+    /// Replaced when a reloaded `--config` changes the backends.
+    backends: RwLock<Arc<Backends>>,
     max_age: Duration,
     /// The cluster whose resources name series labels (custom resources included); none without a cluster.
     cluster: Option<kube::Client>,
@@ -62,7 +63,7 @@ impl AdapterRules {
     /// Rules with an empty registry; `max_age` is how recently a series must have had samples to be listed.
     pub fn new(
         config: AdapterConfig,
-        source: Arc<dyn MetricSource>,
+        backends: Arc<Backends>,
         max_age: Duration,
         cluster: Option<kube::Client>,
     ) -> Self {
@@ -71,7 +72,7 @@ impl AdapterRules {
                 config: Arc::new(config),
                 registry: Arc::default(),
             })),
-            source: RwLock::new(source),
+            backends: RwLock::new(backends),
             max_age,
             cluster,
         }
@@ -130,15 +131,25 @@ impl AdapterRules {
         }
         let end = crate::unix_now();
         let start = end - self.max_age.as_secs() as i64;
-        let queries: Vec<String> = series_queries(config).into_iter().collect();
-        let source = self
-            .source
+        let queries: Vec<_> = series_queries(config).into_iter().collect();
+        let backends = self
+            .backends
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let answers =
-            futures::future::join_all(queries.iter().map(|query| source.series(query, start, end)))
-                .await;
+        let answers = futures::future::join_all(queries.iter().map(|(backend, query)| {
+            let source = backends.source(backend.as_deref());
+            async move {
+                match source {
+                    Some(source) => source.series(query, start, end).await,
+                    None => Err(SourceError::Rejected {
+                        error_type: "configuration".into(),
+                        message: format!("no backend is named {backend:?}"),
+                    }),
+                }
+            }
+        }))
+        .await;
         let mut found = BTreeMap::new();
         for (query, answer) in queries.into_iter().zip(answers) {
             found.insert(query, answer?);
@@ -150,9 +161,14 @@ impl AdapterRules {
         Ok(registry)
     }
 
-    /// Lists series from `source` from the next relist on.
-    pub fn use_source(&self, source: Arc<dyn MetricSource>) {
-        *self.source.write().unwrap_or_else(|e| e.into_inner()) = source;
+    /// Lists series from `backends` from the next relist on.
+    pub fn use_backends(&self, backends: Arc<Backends>) {
+        *self.backends.write().unwrap_or_else(|e| e.into_inner()) = backends;
+    }
+
+    /// Checks that the rules name only backends of `backends`.
+    pub fn check_backends(&self, backends: &Backends) -> Result<(), String> {
+        backends.check(self.current().config.backends())
     }
 
     /// Re-reads `path` whenever its content changes (checked every `every`, as a mounted ConfigMap is
@@ -180,6 +196,15 @@ impl AdapterRules {
         };
         for warning in &config.warnings {
             tracing::warn!(file = %path.display(), "{warning}");
+        }
+        let backends = self
+            .backends
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Err(error) = backends.check(config.backends()) {
+            tracing::error!(file = %path.display(), %error, "the new Prometheus Adapter rules name a backend that is not configured; keeping the rules in force");
+            return "invalid";
         }
         match self.reload(config).await {
             Ok(entries) => {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::adapter_rules::AdapterRules;
+use crate::backends::Backends;
 use crate::cache::QueryCache;
 use crate::catalog::Catalog;
 use crate::compat::resources::ResourceTable;
@@ -18,7 +19,7 @@ use crate::inventory::{self, InventoryError, PodInventory};
 use crate::policy::runner::{FailurePolicies, PolicyContext};
 use crate::server::guard::Guard;
 use crate::server::{AppState, Configured};
-use crate::source::{MetricSource, PrometheusSource};
+use crate::source::PrometheusSource;
 use crate::telemetry::{ConfigFile, Metrics};
 use crate::xroad::collector::Collector;
 use crate::xroad::election::LeaderElection;
@@ -150,8 +151,8 @@ impl Adapter {
             Some(_) => None,
             None => Some(kube_client(settings.kubeconfig.as_deref(), WATCH_HINT).await?),
         };
-        let source = backend(&config)?;
-        let rules = adapter_rules(&settings, &source, cluster.clone()).await?;
+        let backends = backends(&config, &metrics, None)?;
+        let rules = adapter_rules(&settings, &backends, cluster.clone()).await?;
         let inventory = Arc::new(PodInventory::new());
         metrics.register_inventory(inventory.clone());
         if let Some(path) = &settings.inventory {
@@ -161,8 +162,7 @@ impl Adapter {
         if let Some(client) = &cluster {
             inventory::watch::start(client, &plan, &inventory);
         }
-        let cache = Arc::new(cache(source, &config, &metrics));
-        let configured = configured(&config, cache, &inventory, &metrics, None)?;
+        let configured = configured(&config, backends, &inventory, &metrics, None)?;
         Ok(Self {
             state: Arc::new(AppState::new(configured, inventory, metrics, guard, rules)),
             settings,
@@ -260,26 +260,26 @@ impl Adapter {
             )));
         }
         let previous = self.state.configured();
-        let same_backend = config.prometheus == in_force.prometheus
-            && config.refresh_interval == in_force.refresh_interval
-            && config.max_staleness == in_force.max_staleness;
-        let (cache, source) = if same_backend {
-            (previous.cache.clone(), None)
-        } else {
-            let source = backend(&config)?;
-            let cache = cache(source.clone(), &config, &self.state.metrics);
-            (Arc::new(cache), Some(source))
-        };
+        let backends = backends(
+            &config,
+            &self.state.metrics,
+            Some((&in_force, &previous.backends)),
+        )?;
+        if let Some(rules) = &self.state.rules {
+            rules
+                .check_backends(&backends)
+                .map_err(|e| AppError::Invalid(format!("--adapter-config: {e}")))?;
+        }
         let next = configured(
             &config,
-            cache,
+            backends.clone(),
             &self.state.inventory,
             &self.state.metrics,
             Some(&previous.policies),
         )?;
         // Nothing can fail from here on.
-        if let (Some(rules), Some(source)) = (&self.state.rules, source) {
-            rules.use_source(source);
+        if let Some(rules) = &self.state.rules {
+            rules.use_backends(backends);
         }
         let replaced = self.state.replace(Arc::new(next));
         let current = self.state.configured();
@@ -327,25 +327,52 @@ impl Adapter {
     }
 }
 
-fn backend(config: &Config) -> Result<Arc<dyn MetricSource>, AppError> {
-    Ok(Arc::new(
-        PrometheusSource::new(&config.prometheus).map_err(AppError::Invalid)?,
-    ))
-}
-
-fn cache(source: Arc<dyn MetricSource>, config: &Config, metrics: &Arc<Metrics>) -> QueryCache {
-    QueryCache::new(
-        source,
-        config.refresh_interval,
-        config.max_staleness,
-        metrics.clone(),
-    )
+/// The backends of `config`, each behind its own cache. A backend configured exactly as in `previous` (with
+/// the same refresh and staleness) keeps its cache, and the answers in it.
+fn backends(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    previous: Option<(&Config, &Backends)>,
+) -> Result<Arc<Backends>, AppError> {
+    let mut caches = Vec::new();
+    for backend in config.all_backends() {
+        let kept = previous.and_then(|(in_force, caches)| {
+            let same = in_force.all_backends().any(|b| b == backend)
+                && in_force.refresh_interval == config.refresh_interval
+                && in_force.max_staleness == config.max_staleness;
+            same.then(|| caches.named(Some(&backend.name)).cloned())
+                .flatten()
+        });
+        let cache = match kept {
+            Some(cache) => cache,
+            None => {
+                if backend.tls.insecure_skip_verify {
+                    tracing::warn!(
+                        backend = backend.name,
+                        "tls.insecureSkipVerify: the backend's certificate is not verified; use it for tests only"
+                    );
+                }
+                let source = PrometheusSource::new(backend).map_err(AppError::Invalid)?;
+                Arc::new(QueryCache::new(
+                    &backend.name,
+                    Arc::new(source),
+                    config.refresh_interval,
+                    config.max_staleness,
+                    metrics.clone(),
+                ))
+            }
+        };
+        caches.push(cache);
+    }
+    Backends::new(caches, &config.routes)
+        .map(Arc::new)
+        .map_err(AppError::Invalid)
 }
 
 /// What `config` decides, answered through `cache`; policies configured as in `previous` are kept.
 fn configured(
     config: &Config,
-    cache: Arc<QueryCache>,
+    backends: Arc<Backends>,
     inventory: &Arc<PodInventory>,
     metrics: &Arc<Metrics>,
     previous: Option<&FailurePolicies>,
@@ -362,9 +389,17 @@ fn configured(
             )));
         }
     }
+    backends
+        .check(
+            config
+                .scale_on_failure
+                .iter()
+                .filter_map(|p| p.signals.probe_backend.as_deref()),
+        )
+        .map_err(|e| AppError::Invalid(format!("scaleOnFailure signals.probes.backend: {e}")))?;
     let context = Arc::new(PolicyContext {
         inventory: inventory.clone(),
-        cache: cache.clone(),
+        backends: backends.clone(),
         catalog: catalog.clone(),
         rate_window: config.rate_window,
         metrics: metrics.clone(),
@@ -376,7 +411,7 @@ fn configured(
             previous,
         )),
         catalog,
-        cache,
+        backends,
         rate_window: config.rate_window,
     })
 }
@@ -414,7 +449,7 @@ fn watch_plan(
 /// Loads `--adapter-config` and lists its series once, so its metrics are served from the start.
 async fn adapter_rules(
     settings: &Settings,
-    source: &Arc<dyn MetricSource>,
+    backends: &Arc<Backends>,
     cluster: Option<kube::Client>,
 ) -> Result<Option<Arc<AdapterRules>>, AppError> {
     let Some(path) = &settings.adapter_config else {
@@ -447,7 +482,13 @@ async fn adapter_rules(
                 .to_owned(),
         ));
     }
-    let rules = Arc::new(AdapterRules::new(config, source.clone(), max_age, cluster));
+    backends.check(config.backends()).map_err(|e| invalid(&e))?;
+    let rules = Arc::new(AdapterRules::new(
+        config,
+        backends.clone(),
+        max_age,
+        cluster,
+    ));
     match rules.relist().await {
         Ok(entries) => {
             tracing::info!(entries, file = %path.display(), "Prometheus Adapter rules listed")

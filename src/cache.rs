@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::source::{MetricSource, Sample, SourceError};
 
 mod pod_values;
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::telemetry::{BackendLabels, BackendReasonLabels, Metrics};
 use crate::unix_now;
 use pod_values::PodValues;
 
@@ -250,8 +250,9 @@ struct Entry {
     fetched: Instant,
 }
 
-/// The query cache in front of a [`MetricSource`].
+/// The query cache in front of one named [`MetricSource`].
 pub struct QueryCache {
+    name: String,
     source: Arc<dyn MetricSource>,
     /// Answers younger than two refresh intervals: served without waiting.
     recent: moka::future::Cache<String, Entry>,
@@ -293,12 +294,14 @@ impl QueryCache {
     /// Answers are reused for `refresh_interval`, refreshed in the background when asked for during the
     /// interval after, and served stale for at most `max_staleness` while the backend fails.
     pub fn new(
+        name: &str,
         source: Arc<dyn MetricSource>,
         refresh_interval: Duration,
         max_staleness: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            name: name.to_owned(),
             source,
             recent: moka::future::Cache::builder()
                 .max_capacity(MEMORY_CAP_BYTES)
@@ -395,13 +398,35 @@ impl QueryCache {
             Ok(_slot) => self.source.instant_query(promql).await,
             Err(_) => Err(SourceError::Overloaded(MAX_BACKEND_QUERIES_IN_FLIGHT)),
         };
+        let backend = BackendLabels {
+            backend: self.name.clone(),
+        };
         self.metrics
             .backend_duration
+            .get_or_create(&backend)
             .observe(started.elapsed().as_secs_f64());
         let now = unix_now();
+        let warnings = match &result {
+            Ok(answered) => &answered.warnings[..],
+            Err(SourceError::Degraded(warnings)) => &warnings[..],
+            Err(_) => &[],
+        };
+        if !warnings.is_empty() {
+            tracing::warn!(
+                backend = self.name,
+                query = promql,
+                ?warnings,
+                served = result.is_ok(),
+                "the metrics backend answered with warnings"
+            );
+            self.metrics
+                .backend_warnings
+                .get_or_create(&backend)
+                .inc_by(warnings.len() as u64);
+        }
         match result {
-            Ok(samples) => {
-                let answer = Arc::new(Answer::new(samples, now));
+            Ok(answered) => {
+                let answer = Arc::new(Answer::new(answered.samples, now));
                 self.last_good
                     .insert(promql.to_owned(), answer.clone())
                     .await;
@@ -409,24 +434,38 @@ impl QueryCache {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .last_success = Some(now);
-                self.metrics.backend_last_success.set(now);
+                self.metrics
+                    .backend_last_success
+                    .get_or_create(&backend)
+                    .set(now);
                 Ok(answer)
             }
             Err(error) => {
-                tracing::debug!(%error, query = promql, "metrics backend query failed");
+                tracing::debug!(backend = self.name, %error, query = promql, "metrics backend query failed");
                 self.health
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .last_error = Some((now, error.to_string()));
                 self.metrics
                     .backend_errors
-                    .get_or_create(&ReasonLabels {
+                    .get_or_create(&BackendReasonLabels {
+                        backend: self.name.clone(),
                         reason: error.reason(),
                     })
                     .inc();
                 Err(error)
             }
         }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend behind the cache.
+    pub fn source(&self) -> Arc<dyn MetricSource> {
+        self.source.clone()
     }
 
     /// What the adapter last saw of its backend.
@@ -443,6 +482,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use futures::future::BoxFuture;
+
+    use crate::source::Answered;
 
     use super::*;
 
@@ -464,10 +505,7 @@ mod tests {
     }
 
     impl MetricSource for ScriptedSource {
-        fn instant_query<'a>(
-            &'a self,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Vec<Sample>, SourceError>> {
+        fn instant_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Answered, SourceError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;
@@ -482,6 +520,7 @@ mod tests {
                         labels: Default::default(),
                         value,
                     }]
+                    .into()
                 })
             })
         }
@@ -500,6 +539,7 @@ mod tests {
         staleness: Duration,
     ) -> Arc<QueryCache> {
         Arc::new(QueryCache::new(
+            "prometheus",
             source,
             refresh,
             staleness,
@@ -721,6 +761,7 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::default());
         let cache = QueryCache::new(
+            "prometheus",
             ScriptedSource::new(vec![], Duration::ZERO),
             Duration::from_secs(60),
             Duration::from_secs(60),

@@ -1000,15 +1000,32 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     }
     let config = Config::load(file)?;
     println!("{}: valid", file.display());
-    match &config.prometheus.url {
-        Some(url) => println!(
-            "  prometheus.url: {} ({:?}, timeout {:?}, {} extra headers)",
-            crate::source::redacted(url),
-            config.prometheus.method,
-            config.prometheus.timeout,
-            config.prometheus.headers.len()
-        ),
-        None => println!("  prometheus.url: not set (pass --prometheus-url to serve)"),
+    if config.prometheus.url.is_none() {
+        println!("  prometheus.url: not set (pass --prometheus-url to serve)");
+    }
+    for (index, backend) in config.all_backends().enumerate() {
+        println!(
+            "  backend {}{}: {} ({:?}, timeout {:?}, {}, warnings {:?}{})",
+            backend.name,
+            if index == 0 { " (default)" } else { "" },
+            backend
+                .url
+                .as_ref()
+                .map(crate::source::redacted)
+                .unwrap_or_default(),
+            backend.method,
+            backend.timeout,
+            backend.auth.describe(),
+            backend.warnings,
+            backend
+                .tenant
+                .as_ref()
+                .map(|t| format!(", tenant in {}", t.header))
+                .unwrap_or_default(),
+        );
+    }
+    for (metric, backend) in &config.routes.metrics {
+        println!("  metric {metric} reads backend {backend}");
     }
     println!(
         "  refreshInterval {:?}, maxStaleness {:?}, rateWindow {:?}",

@@ -5,7 +5,7 @@
 //! This module does no network I/O.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -35,7 +35,7 @@ pub enum ConfigError {
         /// The file.
         path: String,
         /// The dotted key.
-        key: &'static str,
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -56,28 +56,150 @@ pub enum HttpMethod {
 /// Above this many bytes of PromQL a `GET` source sends POST instead, well below nginx's 8 KiB request line.
 pub const GET_QUERY_LIMIT: usize = 2048;
 
-/// The metrics backend: Prometheus or a compatible engine.
+/// The name of the backend configured under `prometheus:`.
+pub const DEFAULT_BACKEND: &str = "prometheus";
+
+/// One metrics backend: Prometheus or a compatible engine, and how it is reached.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PrometheusConfig {
+pub struct BackendConfig {
+    /// Its name, which metrics and rules choose it by (`prometheus` for the `prometheus:` section).
+    pub name: String,
     /// Base URL up to, not including, `/api/v1` (a path prefix such as `/prometheus` is kept).
     pub url: Option<url::Url>,
-    /// Extra headers on every query, e.g. `X-Scope-OrgID`; never logged.
+    /// Extra headers on every query; never logged.
     pub headers: BTreeMap<String, String>,
+    /// The tenant, sent as a header (Mimir and Cortex `X-Scope-OrgID`, Thanos `THANOS-TENANT`).
+    pub tenant: Option<Tenant>,
+    /// Extra form parameters on every query (e.g. a prom-label-proxy `tenant`, OpenShift's `namespace`).
+    pub query_params: BTreeMap<String, String>,
     /// Client timeout; the backend is asked to stop slightly earlier.
     pub timeout: Duration,
     /// GET or POST.
     pub method: HttpMethod,
+    /// TLS towards the backend.
+    pub tls: BackendTls,
+    /// How requests authenticate.
+    pub auth: BackendAuth,
+    /// Whether an answer with warnings is served.
+    pub warnings: WarningPolicy,
+    /// Longer queries are refused before they are sent (VictoriaMetrics' `-search.maxQueryLen` is 16 KiB).
+    pub max_query_length: Option<usize>,
 }
 
-impl Default for PrometheusConfig {
+impl Default for BackendConfig {
     fn default() -> Self {
         Self {
+            name: DEFAULT_BACKEND.to_owned(),
             url: None,
             headers: BTreeMap::new(),
+            tenant: None,
+            query_params: BTreeMap::new(),
             timeout: Duration::from_secs(5),
             method: HttpMethod::Post,
+            tls: BackendTls::default(),
+            auth: BackendAuth::None,
+            warnings: WarningPolicy::Fail,
+            max_query_length: None,
         }
     }
+}
+
+/// A tenant header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The header, `X-Scope-OrgID` unless set.
+    pub header: String,
+    /// The tenant (Mimir federation: `a|b`).
+    pub id: String,
+}
+
+/// TLS towards a backend. Certificate files are re-read when they change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Trust only this CA bundle (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Its key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Skip verifying the backend's certificate: for tests only, and warned about at start.
+    pub insecure_skip_verify: bool,
+}
+
+/// How requests to a backend authenticate; at most one way per backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BackendAuth {
+    /// None.
+    #[default]
+    None,
+    /// `Authorization: Bearer` with the token from a file (a projected ServiceAccount token rotates).
+    Bearer {
+        /// The token file.
+        token_file: PathBuf,
+    },
+    /// HTTP basic auth (Grafana Cloud, vmauth, Prometheus' `web.config`).
+    Basic {
+        /// The user.
+        username: String,
+        /// The password file.
+        password_file: PathBuf,
+    },
+    /// OAuth2 client credentials.
+    OAuth2 {
+        /// The token endpoint.
+        token_url: url::Url,
+        /// The client id.
+        client_id: String,
+        /// The client secret file.
+        client_secret_file: PathBuf,
+        /// Scopes asked for.
+        scopes: Vec<String>,
+        /// Extra token-request parameters (e.g. `audience`).
+        params: BTreeMap<String, String>,
+    },
+    /// AWS SigV4 (Amazon Managed Service for Prometheus).
+    SigV4 {
+        /// The region (default: the AWS SDK's, e.g. `AWS_REGION`).
+        region: Option<String>,
+        /// The signing name, `aps` unless set.
+        service: String,
+    },
+}
+
+impl BackendAuth {
+    /// How it authenticates, without a secret: for `check-config` and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            BackendAuth::None => "no auth".into(),
+            BackendAuth::Bearer { token_file } => {
+                format!("bearer token from {}", token_file.display())
+            }
+            BackendAuth::Basic { username, .. } => format!("basic auth as {username}"),
+            BackendAuth::OAuth2 { token_url, .. } => format!("OAuth2 from {token_url}"),
+            BackendAuth::SigV4 { region, service } => format!(
+                "SigV4 for {service} in {}",
+                region.as_deref().unwrap_or("the SDK's region")
+            ),
+        }
+    }
+}
+
+/// What an answer with warnings (a partial answer, a limit hit) becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningPolicy {
+    /// A failed query: the HTTP API's last good value or an error, never an under-count.
+    #[default]
+    Fail,
+    /// Served; the warnings are logged and counted.
+    Ignore,
+}
+
+/// Which backend each metric reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Catalogue metrics by name; the others read the default backend.
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// The Deployment a scale-on-failure policy serves a replica count for.
@@ -123,6 +245,8 @@ pub struct SignalsConfig {
     pub probes: bool,
     /// The window of `increase(prober_probe_total{…}[window])`.
     pub probe_window: Duration,
+    /// The backend the probe counts come from (the default one without).
+    pub probe_backend: Option<String>,
     /// The active health check.
     pub health_check: HealthCheckConfig,
 }
@@ -211,8 +335,12 @@ const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// The metrics backend.
-    pub prometheus: PrometheusConfig,
+    /// The default metrics backend (`prometheus:`).
+    pub prometheus: BackendConfig,
+    /// Further named backends (`backends:`).
+    pub backends: Vec<BackendConfig>,
+    /// Which backend each catalogue metric reads (`metrics.<name>.backend`).
+    pub routes: Routes,
     /// How long one backend answer is reused for every caller that asks the same question.
     pub refresh_interval: Duration,
     /// How long the last good answer is served while the backend fails, before requests fail.
@@ -230,7 +358,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            prometheus: PrometheusConfig::default(),
+            prometheus: BackendConfig::default(),
+            backends: Vec::new(),
+            routes: Routes::default(),
             refresh_interval: Duration::from_secs(15),
             max_staleness: Duration::from_secs(60),
             rate_window: Duration::from_secs(120),
@@ -245,7 +375,11 @@ impl Default for Config {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    prometheus: RawPrometheus,
+    prometheus: RawBackend,
+    #[serde(default)]
+    backends: Vec<RawBackend>,
+    #[serde(default)]
+    metrics: BTreeMap<String, RawMetric>,
     refresh_interval: Option<String>,
     max_staleness: Option<String>,
     rate_window: Option<String>,
@@ -361,6 +495,7 @@ struct RawPodStatus {
 struct RawProbes {
     enabled: Option<bool>,
     window: Option<String>,
+    backend: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,12 +513,187 @@ struct RawHealthCheck {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawPrometheus {
+struct RawBackend {
+    name: Option<String>,
     url: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    tenant: Option<RawTenant>,
+    #[serde(default)]
+    query_params: BTreeMap<String, String>,
     timeout: Option<String>,
     method: Option<HttpMethod>,
+    #[serde(default)]
+    tls: RawBackendTls,
+    bearer_token_file: Option<PathBuf>,
+    basic_auth: Option<RawBasicAuth>,
+    oauth2: Option<RawOAuth2>,
+    sigv4: Option<RawSigV4>,
+    warnings: Option<WarningPolicy>,
+    max_query_length: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTenant {
+    id: String,
+    header: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawBackendTls {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawBasicAuth {
+    username: String,
+    password_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawOAuth2 {
+    token_url: String,
+    client_id: String,
+    client_secret_file: PathBuf,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSigV4 {
+    region: Option<String>,
+    service: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawMetric {
+    backend: String,
+}
+
+/// The tenant header Mimir and Cortex read.
+const DEFAULT_TENANT_HEADER: &str = "X-Scope-OrgID";
+
+/// Validates one backend section; `key` is its dotted key (`prometheus`, `backends[1]`).
+fn backend(raw: RawBackend, key: &str, name: String) -> Result<BackendConfig, (String, String)> {
+    let defaults = BackendConfig::default();
+    let at = |field: &str, message: String| (format!("{key}.{field}"), message);
+    let header = |name: &str, value: &str| {
+        axum::http::HeaderName::try_from(name).is_ok()
+            && axum::http::HeaderValue::try_from(value).is_ok()
+    };
+    for (name, value) in &raw.headers {
+        if !header(name, value) {
+            return Err(at(
+                "headers",
+                format!("{name:?} is not a valid HTTP header"),
+            ));
+        }
+    }
+    let tenant = raw
+        .tenant
+        .map(|t| Tenant {
+            header: t.header.unwrap_or_else(|| DEFAULT_TENANT_HEADER.to_owned()),
+            id: t.id,
+        })
+        .filter(|t| !t.id.is_empty());
+    if let Some(t) = &tenant
+        && !header(&t.header, &t.id)
+    {
+        return Err(at(
+            "tenant",
+            format!("{:?} is not a valid HTTP header", t.header),
+        ));
+    }
+    let timeout = match raw.timeout {
+        None => defaults.timeout,
+        Some(text) => crate::duration::parse(&text).map_err(|m| at("timeout", m))?,
+    };
+    if timeout.is_zero() {
+        return Err(at("timeout", "must be greater than zero".into()));
+    }
+    let mut ways = Vec::new();
+    if let Some(token_file) = raw.bearer_token_file {
+        ways.push(("bearerTokenFile", BackendAuth::Bearer { token_file }));
+    }
+    if let Some(basic) = raw.basic_auth {
+        ways.push((
+            "basicAuth",
+            BackendAuth::Basic {
+                username: basic.username,
+                password_file: basic.password_file,
+            },
+        ));
+    }
+    if let Some(oauth2) = raw.oauth2 {
+        ways.push((
+            "oauth2",
+            BackendAuth::OAuth2 {
+                token_url: parse_base_url(&oauth2.token_url)
+                    .map_err(|m| at("oauth2.tokenUrl", m))?,
+                client_id: oauth2.client_id,
+                client_secret_file: oauth2.client_secret_file,
+                scopes: oauth2.scopes,
+                params: oauth2.params,
+            },
+        ));
+    }
+    if let Some(sigv4) = raw.sigv4 {
+        ways.push((
+            "sigv4",
+            BackendAuth::SigV4 {
+                region: sigv4.region,
+                service: sigv4.service.unwrap_or_else(|| "aps".to_owned()),
+            },
+        ));
+    }
+    if ways.len() > 1 {
+        let names: Vec<_> = ways.iter().map(|(n, _)| *n).collect();
+        return Err((
+            key.to_owned(),
+            format!(
+                "{} are set; a backend authenticates one way",
+                names.join(" and ")
+            ),
+        ));
+    }
+    let tls = BackendTls {
+        ca_file: raw.tls.ca_file,
+        cert_file: raw.tls.cert_file,
+        key_file: raw.tls.key_file,
+        insecure_skip_verify: raw.tls.insecure_skip_verify.unwrap_or(false),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(at("tls", "certFile and keyFile go together".into()));
+    }
+    Ok(BackendConfig {
+        name,
+        url: raw
+            .url
+            .as_deref()
+            .map(parse_base_url)
+            .transpose()
+            .map_err(|m| at("url", m))?,
+        headers: raw.headers,
+        tenant,
+        query_params: raw.query_params,
+        timeout,
+        method: raw.method.unwrap_or_default(),
+        tls,
+        auth: ways.pop().map(|(_, way)| way).unwrap_or_default(),
+        warnings: raw.warnings.unwrap_or_default(),
+        max_query_length: raw.max_query_length,
+    })
 }
 
 /// Parses a base URL and checks that it is HTTP(S) with a host.
@@ -398,6 +708,13 @@ pub fn parse_base_url(text: &str) -> Result<url::Url, String> {
 }
 
 impl Config {
+    /// The backends with a URL, in order: `prometheus:` first (the default), then `backends:`.
+    pub fn all_backends(&self) -> impl Iterator<Item = &BackendConfig> {
+        std::iter::once(&self.prometheus)
+            .filter(|p| p.url.is_some())
+            .chain(&self.backends)
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
@@ -428,9 +745,9 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        let invalid = |key, message| ConfigError::Invalid {
+        let invalid = |key: &str, message| ConfigError::Invalid {
             path: path.to_owned(),
-            key,
+            key: key.to_owned(),
             message,
         };
         let duration = |key, value: Option<String>, default: Duration| match value {
@@ -445,15 +762,54 @@ impl Config {
                 Ok(d)
             }
         };
-        for (name, value) in &raw.prometheus.headers {
-            if axum::http::HeaderName::try_from(name.as_str()).is_err()
-                || axum::http::HeaderValue::try_from(value.as_str()).is_err()
-            {
+        let backend_error = |(key, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if raw.prometheus.name.is_some() {
+            return Err(invalid(
+                "prometheus.name",
+                format!(
+                    "the prometheus section is the backend named {DEFAULT_BACKEND:?}; further backends go under backends"
+                ),
+            ));
+        }
+        let prometheus = backend(raw.prometheus, "prometheus", DEFAULT_BACKEND.to_owned())
+            .map_err(backend_error)?;
+        let mut backends = Vec::new();
+        let mut backend_names = vec![DEFAULT_BACKEND.to_owned()];
+        for (index, raw) in raw.backends.into_iter().enumerate() {
+            let key = format!("backends[{index}]");
+            let name = raw.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+                invalid(
+                    &key,
+                    "every backend needs a name, which metrics choose it by".into(),
+                )
+            })?;
+            if backend_names.contains(&name) {
+                return Err(invalid(&key, format!("two backends are named {name:?}")));
+            }
+            backend_names.push(name.clone());
+            let backend = backend(raw, &key, name).map_err(backend_error)?;
+            if backend.url.is_none() {
+                return Err(invalid(&format!("{key}.url"), "is required".into()));
+            }
+            backends.push(backend);
+        }
+        let mut routes = Routes::default();
+        for (metric, route) in raw.metrics {
+            if !backend_names.contains(&route.backend) {
                 return Err(invalid(
-                    "prometheus.headers",
-                    format!("{name:?} is not a valid HTTP header"),
+                    &format!("metrics.{metric}.backend"),
+                    format!(
+                        "no backend is named {:?} (there are: {})",
+                        route.backend,
+                        backend_names.join(", ")
+                    ),
                 ));
             }
+            routes.metrics.insert(metric, route.backend);
         }
         let scrape_interval = positive(
             "scrapeInterval",
@@ -464,25 +820,9 @@ impl Config {
             )?,
         )?;
         let config = Config {
-            prometheus: PrometheusConfig {
-                url: raw
-                    .prometheus
-                    .url
-                    .as_deref()
-                    .map(parse_base_url)
-                    .transpose()
-                    .map_err(|m| invalid("prometheus.url", m))?,
-                headers: raw.prometheus.headers,
-                timeout: positive(
-                    "prometheus.timeout",
-                    duration(
-                        "prometheus.timeout",
-                        raw.prometheus.timeout,
-                        defaults.prometheus.timeout,
-                    )?,
-                )?,
-                method: raw.prometheus.method.unwrap_or_default(),
-            },
+            prometheus,
+            backends,
+            routes,
             refresh_interval: positive(
                 "refreshInterval",
                 duration(
@@ -505,7 +845,7 @@ impl Config {
         for (index, raw) in raw.scale_on_failure.into_iter().enumerate() {
             let policy = policy(raw).map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_owned(),
-                key,
+                key: key.to_owned(),
                 message: format!("scaleOnFailure[{index}]: {message}"),
             })?;
             if !names.insert(policy.name.clone()) {
@@ -523,7 +863,7 @@ impl Config {
                     Some(
                         opmonitor(raw).map_err(|(key, message)| ConfigError::Invalid {
                             path: path.to_owned(),
-                            key,
+                            key: key.to_owned(),
                             message,
                         })?,
                     );
@@ -748,6 +1088,7 @@ fn policy(raw: RawPolicy) -> Result<ScaleOnFailureConfig, KeyError> {
                 raw.signals.probes.window,
                 120,
             )?,
+            probe_backend: raw.signals.probes.backend,
             health_check,
         },
         fail_for: duration("scaleOnFailure.failFor", raw.fail_for, 30)?,

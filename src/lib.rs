@@ -13,6 +13,7 @@ pub mod adapter_rules;
 pub mod apis;
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -30,7 +30,7 @@ use axum::routing::{any, get};
 use serde::Serialize;
 
 use crate::adapter_rules::AdapterRules;
-use crate::cache::QueryCache;
+use crate::backends::Backends;
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::inventory::PodInventory;
@@ -57,8 +57,8 @@ pub struct AppState {
 pub struct Configured {
     /// The metrics served.
     pub catalog: Catalog,
-    /// Backend answers, shared and coalesced.
-    pub cache: Arc<QueryCache>,
+    /// The metrics backends, each behind its shared, coalescing cache.
+    pub backends: Arc<Backends>,
     /// The `rate()` window of the built-in metrics.
     pub rate_window: Duration,
     /// The scale-on-failure policies.

@@ -60,6 +60,22 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels naming a metrics backend.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// The backend's name.
+    pub backend: String,
+}
+
+/// Labels naming a metrics backend and why a query failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendReasonLabels {
+    /// The backend's name.
+    pub backend: String,
+    /// The reason.
+    pub reason: &'static str,
+}
+
 /// A configuration file the adapter reloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFile {
@@ -117,10 +133,12 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route.
     pub request_duration: Family<RouteLabels, Histogram>,
-    /// Backend query latency.
-    pub backend_duration: Histogram,
-    /// Failed backend queries by reason.
-    pub backend_errors: Family<ReasonLabels, Counter>,
+    /// Backend query latency by backend.
+    pub backend_duration: Family<BackendLabels, Histogram>,
+    /// Failed backend queries by backend and reason.
+    pub backend_errors: Family<BackendReasonLabels, Counter>,
+    /// Warnings in backend answers, served or not, by backend.
+    pub backend_warnings: Family<BackendLabels, Counter>,
     /// Cache lookups by outcome: `hit`, `miss`, `revalidate` (served past the refresh interval while one
     /// background refresh runs), `stale` (last good value served during an outage).
     pub cache_lookups: Family<ReasonLabels, Counter>,
@@ -128,8 +146,8 @@ pub struct Metrics {
     pub cache_evictions: Counter,
     /// Reloads of `--config` and `--adapter-config` by outcome.
     pub config_reloads: Family<ReloadLabels, Counter>,
-    /// Unix time of the last successful backend query: how stale served values can be.
-    pub backend_last_success: Gauge,
+    /// Unix time of each backend's last successful query: how stale served values can be.
+    pub backend_last_success: Family<BackendLabels, Gauge>,
     /// The replica count each scale-on-failure policy asks for.
     pub scale_on_failure_replicas: Family<PolicyLabels, Gauge>,
     /// Pods of each policy's target failing now.
@@ -150,12 +168,15 @@ impl Default for Metrics {
         let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
-        let backend_duration = latency_histogram();
-        let backend_errors = Family::<ReasonLabels, Counter>::default();
+        let backend_duration = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let backend_errors = Family::<BackendReasonLabels, Counter>::default();
+        let backend_warnings = Family::<BackendLabels, Counter>::default();
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
         let cache_evictions = Counter::default();
         let config_reloads = Family::<ReloadLabels, Counter>::default();
-        let backend_last_success = Gauge::default();
+        let backend_last_success = Family::<BackendLabels, Gauge>::default();
         {
             let own = registry.sub_registry_with_prefix("xroad_metrics_adapter");
             own.register(
@@ -170,13 +191,19 @@ impl Default for Metrics {
             );
             own.register(
                 "backend_query_duration_seconds",
-                "Latency of queries to the metrics backend",
+                "Latency of queries to each metrics backend",
                 backend_duration.clone(),
             );
             own.register(
                 "backend_errors",
-                "Failed metrics-backend queries by reason",
+                "Failed metrics-backend queries by backend and reason",
                 backend_errors.clone(),
+            );
+            own.register(
+                "backend_warnings",
+                "Warnings in metrics-backend answers (partial answers, limits), by backend; an answer with \
+                 warnings fails unless the backend's warnings setting is ignore",
+                backend_warnings.clone(),
             );
             own.register(
                 "cache_lookups",
@@ -198,7 +225,7 @@ impl Default for Metrics {
             );
             own.register(
                 "backend_last_success_timestamp_seconds",
-                "Unix time of the last successful metrics-backend query",
+                "Unix time of each metrics backend's last successful query",
                 backend_last_success.clone(),
             );
         }
@@ -226,6 +253,7 @@ impl Default for Metrics {
             request_duration,
             backend_duration,
             backend_errors,
+            backend_warnings,
             cache_lookups,
             cache_evictions,
             config_reloads,

@@ -15,7 +15,7 @@ use xroad_metrics_adapter::compat::resources::GroupResource;
 use xroad_metrics_adapter::compat::rules::AdapterConfig;
 use xroad_metrics_adapter::server::AppState;
 use xroad_metrics_adapter::source::SeriesKeys;
-use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
+use xroad_metrics_adapter::source::{Answered, MetricSource, SourceError};
 
 /// The Helm chart's values as the seed runs them: the default rules plus the Sidecar guide's rule, and an
 /// external rule per interface.
@@ -166,8 +166,8 @@ struct ChangingSeries {
 }
 
 impl MetricSource for ChangingSeries {
-    fn instant_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Sample>, SourceError>> {
-        async { Ok(Vec::new()) }.boxed()
+    fn instant_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Answered, SourceError>> {
+        async { Ok(Answered::default()) }.boxed()
     }
 
     fn series<'a>(
@@ -189,7 +189,7 @@ async fn a_new_series_is_served_after_the_next_relist() {
     let backend = Arc::new(ChangingSeries::default());
     let rules = AdapterRules::new(
         config,
-        backend.clone(),
+        single_backend(backend.clone()),
         std::time::Duration::from_secs(60),
         None,
     );
@@ -491,7 +491,7 @@ async fn custom_resources_from_the_clusters_discovery_name_series_labels_and_req
     });
     let rules = AdapterRules::new(
         config,
-        backend,
+        single_backend(backend),
         std::time::Duration::from_secs(60),
         Some(client),
     );

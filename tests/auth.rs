@@ -526,7 +526,7 @@ async fn health_details_and_backend_addresses_go_only_to_callers_allowed_to_read
     let (_, detailed) = setup.get(Some(&ops), "/readyz?verbose", &[]).await;
     let detailed = detailed.as_str().unwrap();
     assert!(
-        detailed.contains("[i]metrics-backend (information, not a readiness check): last success never, last error ")
+        detailed.contains("[i]metrics-backend prometheus (information, not a readiness check): last success never, last error ")
             && detailed.contains("s ago: cannot reach the metrics backend at http://127.0.0.1:9/prometheus: "),
         "{detailed}"
     );

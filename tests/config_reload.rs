@@ -166,7 +166,10 @@ async fn a_reload_keeps_what_did_not_change() {
     let after = adapter.state.configured();
     assert_eq!(after.rate_window, Duration::from_secs(300));
     assert!(
-        Arc::ptr_eq(&before.cache, &after.cache),
+        Arc::ptr_eq(
+            before.backends.default_backend(),
+            after.backends.default_backend()
+        ),
         "the same backend keeps its cache"
     );
     assert!(
@@ -184,7 +187,10 @@ async fn a_reload_keeps_what_did_not_change() {
     adapter.reload(next).unwrap();
     let changed = adapter.state.configured();
     assert!(
-        !Arc::ptr_eq(&after.cache, &changed.cache),
+        !Arc::ptr_eq(
+            after.backends.default_backend(),
+            changed.backends.default_backend()
+        ),
         "a new refresh interval is a new cache"
     );
     assert!(!Arc::ptr_eq(

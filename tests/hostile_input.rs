@@ -18,11 +18,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use support::*;
 use xroad_metrics_adapter::adapter_rules::AdapterRules;
-use xroad_metrics_adapter::cache::QueryCache;
 use xroad_metrics_adapter::compat::rules::AdapterConfig;
 use xroad_metrics_adapter::server::{AppState, Configured};
 use xroad_metrics_adapter::source::SeriesKeys;
-use xroad_metrics_adapter::source::{MetricSource, Sample, SourceError};
+use xroad_metrics_adapter::source::{Answered, MetricSource, SourceError};
 
 /// A backend that records every query and answers with no samples.
 #[derive(Default)]
@@ -34,9 +33,9 @@ impl MetricSource for RecordingBackend {
     fn instant_query<'a>(
         &'a self,
         promql: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Sample>, SourceError>> {
+    ) -> BoxFuture<'a, Result<Answered, SourceError>> {
         self.queries.lock().unwrap().push(promql.to_owned());
-        async { Ok(Vec::new()) }.boxed()
+        async { Ok(Answered::default()) }.boxed()
     }
 
     /// Every series query finds one X-Road gauge, for the rules to serve.
@@ -63,12 +62,7 @@ fn recording_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
     Arc::new(AppState::new(
         Configured {
             catalog: configured.catalog.clone(),
-            cache: Arc::new(QueryCache::new(
-                backend,
-                Duration::from_secs(15),
-                Duration::from_secs(60),
-                base.metrics.clone(),
-            )),
+            backends: single_backend(backend),
             rate_window: configured.rate_window,
             policies: configured.policies.clone(),
         },
@@ -95,7 +89,12 @@ externalRules:
 /// The recording adapter serving [`HOSTILE_TARGET_RULES`], relisted once.
 async fn recording_rules_adapter(backend: Arc<RecordingBackend>) -> Arc<AppState> {
     let config = AdapterConfig::parse(HOSTILE_TARGET_RULES).unwrap();
-    let rules = AdapterRules::new(config, backend.clone(), Duration::from_secs(600), None);
+    let rules = AdapterRules::new(
+        config,
+        single_backend(backend.clone()),
+        Duration::from_secs(600),
+        None,
+    );
     rules.relist().await.unwrap();
     let mut state = Arc::into_inner(recording_adapter(backend)).unwrap();
     state.rules = Some(Arc::new(rules));

@@ -379,7 +379,7 @@ async fn readiness_waits_for_the_pod_inventory_and_only_for_it() {
     let unsynced = std::sync::Arc::new(xroad_metrics_adapter::server::AppState::new(
         xroad_metrics_adapter::server::Configured {
             catalog: configured.catalog.clone(),
-            cache: configured.cache.clone(),
+            backends: configured.backends.clone(),
             rate_window: configured.rate_window,
             policies: configured.policies.clone(),
         },

@@ -27,15 +27,22 @@ pub struct Registry {
     namespaced: BTreeMap<GroupResource, bool>,
 }
 
-/// The distinct `seriesQuery` strings of `config`: one `/api/v1/series` request each per relist, shared by
-/// custom and external rules.
-pub fn series_queries(config: &AdapterConfig) -> BTreeSet<String> {
+/// A `seriesQuery` and the backend it is sent to (`None`: the default one).
+pub type SeriesQuery = (Option<String>, String);
+
+/// The distinct `seriesQuery` strings of `config`, per backend: one `/api/v1/series` request each per relist,
+/// shared by custom and external rules.
+pub fn series_queries(config: &AdapterConfig) -> BTreeSet<SeriesQuery> {
     config
         .rules
         .iter()
         .chain(&config.external_rules)
-        .map(|r| r.series_query.clone())
+        .map(series_query)
         .collect()
+}
+
+fn series_query(rule: &Rule) -> SeriesQuery {
+    (rule.backend.clone(), rule.series_query.clone())
 }
 
 /// Rules that give one key to two series: reported, and the later one wins (as in the Prometheus Adapter).
@@ -46,11 +53,15 @@ impl Registry {
     /// contributes nothing).
     pub fn build(
         config: &AdapterConfig,
-        found: &BTreeMap<String, Vec<SeriesKeys>>,
+        found: &BTreeMap<SeriesQuery, Vec<SeriesKeys>>,
     ) -> (Self, Collisions) {
         let mut registry = Registry::default();
         let mut collisions = Vec::new();
-        let series_of = |rule: &Rule| found.get(&rule.series_query).map_or(&[][..], Vec::as_slice);
+        let series_of = |rule: &Rule| {
+            found
+                .get(&series_query(rule))
+                .map_or(&[][..], Vec::as_slice)
+        };
         for (index, rule) in config.rules.iter().enumerate() {
             for series in series_of(rule) {
                 let Some(metric) = metric_name(&rule.filters, &rule.naming, &series.name) else {
@@ -171,11 +182,14 @@ mod tests {
         let config = helm_defaults();
         assert_eq!(
             series_queries(&config),
-            BTreeSet::from([CONTAINER_QUERY.to_owned(), OTHER_QUERY.to_owned()])
+            BTreeSet::from([
+                (None, CONTAINER_QUERY.to_owned()),
+                (None, OTHER_QUERY.to_owned())
+            ])
         );
         let found = BTreeMap::from([
             (
-                CONTAINER_QUERY.to_owned(),
+                (None, CONTAINER_QUERY.to_owned()),
                 vec![
                     series(
                         "container_network_receive_packets_total",
@@ -188,7 +202,7 @@ mod tests {
                 ],
             ),
             (
-                OTHER_QUERY.to_owned(),
+                (None, OTHER_QUERY.to_owned()),
                 vec![series(
                     "kube_deployment_status_replicas",
                     &["namespace", "deployment", "job"],
@@ -250,7 +264,7 @@ mod tests {
         )
         .unwrap();
         let found = BTreeMap::from([(
-            config.rules[0].series_query.clone(),
+            (None, config.rules[0].series_query.clone()),
             vec![series("a_total", &["pod"]), series("b_total", &["pod"])],
         )]);
         let (registry, collisions) = Registry::build(&config, &found);
@@ -271,7 +285,7 @@ mod tests {
         )
         .unwrap();
         let found = BTreeMap::from([(
-            config.external_rules[0].series_query.clone(),
+            (None, config.external_rules[0].series_query.clone()),
             vec![series("xroad_opmon_requests_total", &["namespace", "pod"])],
         )]);
         let (registry, _) = Registry::build(&config, &found);

@@ -53,6 +53,8 @@ struct RawRule {
     #[serde(default)]
     name: RawName,
     metrics_query: String,
+    /// Ours, not the Prometheus Adapter's: the named backend the rule reads.
+    backend: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +96,8 @@ struct RawResourceRules {
     cpu: RawResourceRule,
     memory: RawResourceRule,
     window: String,
+    /// Ours, not the Prometheus Adapter's: the named backend the rules read.
+    backend: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +148,8 @@ pub struct Rule {
     pub metrics_query: Template,
     /// `metricsQuery` as written.
     pub metrics_query_text: String,
+    /// The backend it reads (ours, not the Prometheus Adapter's); the default one without.
+    pub backend: Option<String>,
 }
 
 /// One of `resourceRules.cpu` and `.memory`.
@@ -170,6 +176,8 @@ pub struct ResourceRules {
     pub memory: ResourceRule,
     /// The `window` reported with each value.
     pub window: Duration,
+    /// The backend they read (ours, not the Prometheus Adapter's); the default one without.
+    pub backend: Option<String>,
 }
 
 /// A whole Prometheus Adapter configuration.
@@ -294,6 +302,7 @@ fn rule(raw: &RawRule, table: &Arc<ResourceTable>) -> Result<Rule, String> {
         resources,
         metrics_query,
         metrics_query_text: raw.metrics_query.clone(),
+        backend: raw.backend.clone(),
     })
 }
 
@@ -341,6 +350,7 @@ fn resource_rules(
         cpu: one(&raw.cpu, "cpu")?,
         memory: one(&raw.memory, "memory")?,
         window: crate::duration::parse(&raw.window).map_err(|e| invalid(format!("window: {e}")))?,
+        backend: raw.backend.clone(),
     })
 }
 
@@ -364,6 +374,19 @@ pub fn looks_like_adapter_config(text: &str) -> bool {
 }
 
 impl AdapterConfig {
+    /// The backends the rules name (`backend:`, ours).
+    pub fn backends(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .chain(&self.external_rules)
+            .filter_map(|r| r.backend.as_deref())
+            .chain(
+                self.resource_rules
+                    .iter()
+                    .filter_map(|r| r.backend.as_deref()),
+            )
+    }
+
     /// Parses a Prometheus Adapter `config.yaml`, or the Helm chart's values (recognised by `rules` being a
     /// mapping), with the built-in resources only.
     pub fn parse(text: &str) -> Result<Self, RulesError> {

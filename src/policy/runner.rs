@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::cache::QueryCache;
+use crate::backends::Backends;
 use crate::catalog::{Catalog, Scope};
 use crate::config::ScaleOnFailureConfig;
 use crate::inventory::PodInventory;
@@ -19,8 +19,8 @@ use crate::unix_now;
 pub struct PolicyContext {
     /// Pods and Deployments.
     pub inventory: Arc<PodInventory>,
-    /// Backend answers.
-    pub cache: Arc<QueryCache>,
+    /// The metrics backends.
+    pub backends: Arc<Backends>,
     /// The load metrics.
     pub catalog: Catalog,
     /// The `rate()` window of the catalogue's metrics.
@@ -103,7 +103,11 @@ impl FailurePolicy {
                 promql::equal("namespace", &target.namespace),
                 signals.probe_window.as_secs()
             );
-            match inputs.cache.query(&promql).await {
+            let backend = inputs
+                .backends
+                .named(signals.probe_backend.as_deref())
+                .ok_or("the probes' backend is not configured")?;
+            match backend.query(&promql).await {
                 Ok(answer) => Some(by_pod(&answer)),
                 Err(error) => {
                     tracing::warn!(policy = self.config.name, %error, "liveness-probe signal unavailable");
@@ -120,12 +124,17 @@ impl FailurePolicy {
             .ok_or_else(|| format!("unknown load metric {}", self.config.load_metric))?;
         let load_query =
             metric.per_pod_query(Scope::Namespace(&target.namespace), &[], inputs.rate_window);
-        let load_answer = inputs.cache.query(&load_query).await.map_err(|e| {
-            format!(
-                "unable to fetch the load metric {}: {e}",
-                self.config.load_metric
-            )
-        })?;
+        let load_answer = inputs
+            .backends
+            .for_metric(&metric.name)
+            .query(&load_query)
+            .await
+            .map_err(|e| {
+                format!(
+                    "unable to fetch the load metric {}: {e}",
+                    self.config.load_metric
+                )
+            })?;
         let load: f64 = pods
             .iter()
             .filter_map(|p| load_answer.pod_value(&target.namespace, &p.name))

@@ -82,7 +82,8 @@ pub(super) async fn custom_metric(
                 );
                 Some(
                     configured
-                        .cache
+                        .backends
+                        .for_metric(&def.name)
                         .query(&promql)
                         .await
                         .map_err(ApiError::Backend)?,
@@ -104,7 +105,8 @@ pub(super) async fn custom_metric(
                 ObjectName::One(ns) => (Scope::Namespace(ns), vec![ns.clone()]),
             };
             let answer = configured
-                .cache
+                .backends
+                .for_metric(&def.name)
                 .query(&def.per_pod_query(scope, &matchers, configured.rate_window))
                 .await
                 .map_err(ApiError::Backend)?;
@@ -185,7 +187,8 @@ pub(super) async fn external_metric(
         configured.rate_window,
     );
     let answer = configured
-        .cache
+        .backends
+        .for_metric(&def.name)
         .query(&promql)
         .await
         .map_err(ApiError::Backend)?;

@@ -134,15 +134,24 @@ async fn readyz(
     };
     // Readiness never depends on the metrics backend: an APIService without ready endpoints degrades
     // discovery for the whole cluster. Its state is shown as information only.
-    let health = state.configured().cache.health();
     let ago = |t: i64| format!("{}s ago", crate::unix_now() - t);
-    let mut info = vec![format!(
-        "[i]metrics-backend (information, not a readiness check): last success {}, last error {}",
-        health.last_success.map_or("never".to_owned(), ago),
-        health
-            .last_error
-            .map_or("none".to_owned(), |(t, e)| format!("{}: {e}", ago(t)))
-    )];
+    let mut info: Vec<String> = state
+        .configured()
+        .backends
+        .all()
+        .iter()
+        .map(|backend| {
+            let health = backend.health();
+            format!(
+                "[i]metrics-backend {} (information, not a readiness check): last success {}, last error {}",
+                backend.name(),
+                health.last_success.map_or("never".to_owned(), ago),
+                health
+                    .last_error
+                    .map_or("none".to_owned(), |(t, e)| format!("{}: {e}", ago(t)))
+            )
+        })
+        .collect();
     // A lost watch leaves what is known in place; turning unready would only take discovery down with it.
     info.extend(
         state

@@ -17,11 +17,24 @@ use crate::apis::{
     self, ContainerMetrics, ExternalMetricValue, ExternalMetricValueList, MetricValue,
     MetricValueList, ObjectReference,
 };
+use crate::cache::QueryCache;
 use crate::catalog::PODS;
 use crate::compat::query::{Objects, QueryError, custom_query, external_query, groups_by_resource};
 use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
 use crate::compat::resources::{GroupResource, ResourceTable};
 use crate::error::ApiError;
+
+/// The backend a rule reads (`backend:`, the default without one).
+fn backend(state: &AppState, name: Option<&str>) -> Result<Arc<QueryCache>, ApiError> {
+    state
+        .configured()
+        .backends
+        .named(name)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::RuleQuery(format!("the rule's backend {name:?} is not configured"))
+        })
+}
 
 fn query_error(error: QueryError, key: &str) -> ApiError {
     match error {
@@ -110,7 +123,7 @@ pub(super) async fn custom(
             };
             let promql = custom_query(rule, &source.series, &resource, namespace, objects, &metric_selector)
                 .map_err(|e| query_error(e, "metricLabelSelector"))?;
-            let answer = state.configured().cache.query(&promql).await.map_err(ApiError::Backend)?;
+            let answer = backend(state, rule.backend.as_deref())?.query(&promql).await.map_err(ApiError::Backend)?;
             let label = rule
                 .resources
                 .label_for_resource(&resource)
@@ -169,9 +182,7 @@ pub(super) async fn external(
             let selector = selector_param(query, "labelSelector")?.unwrap_or_default();
             let promql = external_query(rule, &source.series, namespace, &selector)
                 .map_err(|e| query_error(e, "labelSelector"))?;
-            let answer = state
-                .configured()
-                .cache
+            let answer = backend(state, rule.backend.as_deref())?
                 .query(&promql)
                 .await
                 .map_err(ApiError::Backend)?;
@@ -210,13 +221,10 @@ pub(super) async fn resource_metrics(
         .as_ref()
         .ok_or(ApiError::PathNotFound)?;
     let failed = |e: QueryError| ApiError::RuleQuery(e.to_string());
-    let fetch = |promql: String| async move {
-        state
-            .configured()
-            .cache
-            .query(&promql)
-            .await
-            .map_err(ApiError::Backend)
+    let cache = backend(state, resource.backend.as_deref())?;
+    let fetch = |promql: String| {
+        let cache = cache.clone();
+        async move { cache.query(&promql).await.map_err(ApiError::Backend) }
     };
     match route {
         Route::NodeMetrics { name } => {

@@ -147,6 +147,21 @@ impl Drop for Prometheus {
     }
 }
 
+/// `source` as the only backend, named `prometheus`, behind a cache of the usual settings.
+pub fn single_backend(
+    source: Arc<dyn xroad_metrics_adapter::source::MetricSource>,
+) -> Arc<xroad_metrics_adapter::backends::Backends> {
+    use xroad_metrics_adapter::backends::Backends;
+    use xroad_metrics_adapter::cache::QueryCache;
+    Arc::new(Backends::single(Arc::new(QueryCache::new(
+        "prometheus",
+        source,
+        Duration::from_secs(15),
+        Duration::from_secs(60),
+        Arc::new(Default::default()),
+    ))))
+}
+
 /// The adapter's state for `prometheus_url`, with the Sidecar inventory.
 pub fn state(prometheus_url: &str) -> Arc<AppState> {
     state_with(
