@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests, the benchmarks and the quick start run: Prometheus with promtool, kubectl,
+# Installs the real tools the tests, the benchmarks and the quick start run: Prometheus with promtool,
+# VictoriaMetrics with vmauth (the backend tests), kubectl,
 # curl, h2load (nghttp2-client, the load benchmark's HTTP/2 client), and kubernetes-validate (PyPI, into
 # .tools/venv: Debian's pip refuses system-wide installs).
 # Does nothing when they are present; uses apt-get (as root, or through sudo) when they are not.
@@ -11,6 +12,7 @@ venv=.tools/venv
 
 need=()
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
+{ command -v victoria-metrics && command -v vmauth; } >/dev/null || need+=(victoria-metrics)
 command -v curl >/dev/null || need+=(curl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 # Debian packages kubectl as kubernetes-client; any kubectl on PATH will do.

@@ -35,6 +35,12 @@ pub struct Settings {
     pub prometheus_method: Option<HttpMethod>,
     /// Added to the file's `prometheus.headers`.
     pub prometheus_headers: Vec<(String, String)>,
+    /// Overrides the file's `prometheus.tls.caFile`.
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Overrides the file's `prometheus` credentials with a bearer token file.
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Overrides the file's `prometheus.tls.certFile` and `keyFile`.
+    pub prometheus_client_certificate: Option<(PathBuf, PathBuf)>,
     /// Pods from this snapshot instead of the cluster.
     pub inventory: Option<PathBuf>,
     /// The cluster's kubeconfig (default: in-cluster, then `$KUBECONFIG`, then `~/.kube/config`).
@@ -57,6 +63,9 @@ impl Default for Settings {
             prometheus_url: None,
             prometheus_method: None,
             prometheus_headers: Vec::new(),
+            prometheus_ca_file: None,
+            prometheus_token_file: None,
+            prometheus_client_certificate: None,
             inventory: None,
             kubeconfig: None,
             watch_namespaces: Vec::new(),
@@ -84,10 +93,22 @@ impl Settings {
         if let Some(method) = self.prometheus_method {
             config.prometheus.method = method;
         }
-        config
-            .prometheus
+        let prometheus = &mut config.prometheus;
+        prometheus
             .headers
             .extend(self.prometheus_headers.iter().cloned());
+        if let Some(ca) = &self.prometheus_ca_file {
+            prometheus.tls.ca_file = Some(ca.clone());
+        }
+        if let Some(token_file) = &self.prometheus_token_file {
+            prometheus.auth = crate::config::BackendAuth::Bearer {
+                token_file: token_file.clone(),
+            };
+        }
+        if let Some((cert, key)) = &self.prometheus_client_certificate {
+            prometheus.tls.cert_file = Some(cert.clone());
+            prometheus.tls.key_file = Some(key.clone());
+        }
         config
     }
 }

@@ -81,6 +81,21 @@ pub struct SourceArgs {
     /// `prometheus.headers`; the Prometheus Adapter's flag).
     #[arg(long = "prometheus-header", value_parser = parse_header)]
     pub prometheus_headers: Vec<(String, String)>,
+    /// Trust only this CA bundle for the default backend (overrides `prometheus.tls.caFile`; the Prometheus
+    /// Adapter's flag).
+    #[arg(long)]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Send `Authorization: Bearer` with the token in this file, re-read when it changes (overrides
+    /// `prometheus.bearerTokenFile`; the Prometheus Adapter's flag, which reads it once).
+    #[arg(long)]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// A client certificate for mutual TLS with the default backend (overrides `prometheus.tls.certFile`;
+    /// the Prometheus Adapter's flag).
+    #[arg(long, requires = "prometheus_client_tls_key_file")]
+    pub prometheus_client_tls_cert_file: Option<PathBuf>,
+    /// Its key (overrides `prometheus.tls.keyFile`).
+    #[arg(long, requires = "prometheus_client_tls_cert_file")]
+    pub prometheus_client_tls_key_file: Option<PathBuf>,
     /// The configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -420,6 +435,12 @@ impl SourceArgs {
             prometheus_url: self.prometheus_url.clone(),
             prometheus_method: self.prometheus_verb,
             prometheus_headers: self.prometheus_headers.clone(),
+            prometheus_ca_file: self.prometheus_ca_file.clone(),
+            prometheus_token_file: self.prometheus_token_file.clone(),
+            prometheus_client_certificate: self
+                .prometheus_client_tls_cert_file
+                .clone()
+                .zip(self.prometheus_client_tls_key_file.clone()),
             inventory: self.inventory.clone(),
             kubeconfig: self.kubeconfig.clone(),
             watch_namespaces: self.watch_namespaces.clone(),

@@ -1293,4 +1293,93 @@ mod tests {
             err("prometheus: {headers: {'bad header': x}}").contains("not a valid HTTP header")
         );
     }
+
+    #[test]
+    fn every_backend_key_is_read() {
+        let config = Config::parse(
+            "c.yaml",
+            "prometheus:
+  url: https://mimir.example/prometheus
+  tenant: {id: sidecar-prod}
+  queryParams: {dedup: 'false'}
+  tls: {caFile: /ca.crt, certFile: /tls.crt, keyFile: /tls.key}
+  bearerTokenFile: /var/run/secrets/token
+  warnings: ignore
+  maxQueryLength: 16384
+backends:
+- name: amp
+  url: https://aps-workspaces.eu-north-1.amazonaws.com/workspaces/ws-1
+  sigv4: {region: eu-north-1}
+- name: cloud
+  url: https://prometheus-prod.grafana.net/api/prom
+  basicAuth: {username: '123456', passwordFile: /secrets/password}
+- name: idp
+  url: https://thanos.example
+  tenant: {id: xroad, header: THANOS-TENANT}
+  oauth2: {tokenUrl: https://idp.example/token, clientId: adapter, clientSecretFile: /s, scopes: [read]}
+metrics:
+  xroad_messages_per_second: {backend: amp}
+",
+        )
+        .unwrap();
+        let p = &config.prometheus;
+        assert_eq!(p.tenant.as_ref().unwrap().header, "X-Scope-OrgID");
+        assert_eq!(p.query_params["dedup"], "false");
+        assert_eq!(p.tls.key_file.as_deref(), Some(Path::new("/tls.key")));
+        assert!(matches!(p.auth, BackendAuth::Bearer { .. }));
+        assert_eq!(
+            (p.warnings, p.max_query_length),
+            (WarningPolicy::Ignore, Some(16384))
+        );
+        let names: Vec<_> = config.all_backends().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["prometheus", "amp", "cloud", "idp"]);
+        assert_eq!(
+            config.backends[0].auth,
+            BackendAuth::SigV4 {
+                region: Some("eu-north-1".into()),
+                service: "aps".into()
+            }
+        );
+        assert!(matches!(config.backends[1].auth, BackendAuth::Basic { .. }));
+        assert_eq!(
+            config.backends[2].tenant.as_ref().unwrap().header,
+            "THANOS-TENANT"
+        );
+        assert_eq!(config.routes.metrics["xroad_messages_per_second"], "amp");
+        assert_eq!(
+            config.backends[0].warnings,
+            WarningPolicy::Fail,
+            "the default"
+        );
+    }
+
+    #[test]
+    fn bad_backends_say_which_and_why() {
+        let err = |text| Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            err("prometheus: {bearerTokenFile: /t, sigv4: {}}"),
+            "c.yaml: prometheus: bearerTokenFile and sigv4 are set; a backend authenticates one way"
+        );
+        assert_eq!(
+            err("backends: [{url: http://a}]"),
+            "c.yaml: backends[0]: every backend needs a name, which metrics choose it by"
+        );
+        assert_eq!(
+            err("backends: [{name: prometheus, url: http://a}]"),
+            "c.yaml: backends[0]: two backends are named \"prometheus\""
+        );
+        assert_eq!(
+            err("backends: [{name: b}]"),
+            "c.yaml: backends[0].url: is required"
+        );
+        assert_eq!(
+            err("metrics: {m: {backend: nowhere}}"),
+            "c.yaml: metrics.m.backend: no backend is named \"nowhere\" (there are: prometheus)"
+        );
+        assert_eq!(
+            err("prometheus: {tls: {certFile: /c}}"),
+            "c.yaml: prometheus.tls: certFile and keyFile go together"
+        );
+        assert!(err("backends: [{name: b, url: http://b, oauth2: {tokenUrl: nope, clientId: c, clientSecretFile: /s}}]").contains("backends[0].oauth2.tokenUrl"));
+    }
 }

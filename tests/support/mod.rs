@@ -36,8 +36,12 @@ pub mod opmonitor;
 pub mod peers;
 #[path = "pki.rs"]
 pub mod pki;
+#[path = "recording_proxy.rs"]
+pub mod recording_proxy;
 #[path = "served.rs"]
 pub mod served;
+#[path = "victoria.rs"]
+pub mod victoria;
 
 /// The inventory of the Sidecar layout: one Primary, three Secondary pods.
 pub const INVENTORY: &str = concat!(
