@@ -390,7 +390,7 @@ fn backends(
         .map_err(AppError::Invalid)
 }
 
-/// What `config` decides, answered through `cache`; policies configured as in `previous` are kept.
+/// What `config` decides, answered through `backends`; policies configured as in `previous` are kept.
 fn configured(
     config: &Config,
     backends: Arc<Backends>,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use support::pki::Ca;
-use support::recording_proxy::{RecordingProxy, SIGV4_ACCESS_KEY, SIGV4_SECRET_KEY};
+use support::recording_proxy::{RecordingProxy, SIGV4_ACCESS_KEY, SIGV4_SECRET_KEY, amz_date};
 use support::victoria::Victoria;
 use support::*;
 use xroad_metrics_adapter::config::Config;
@@ -573,4 +573,13 @@ async fn the_prometheus_adapters_backend_flags_set_the_ca_the_client_certificate
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].client.as_deref(), Some("adapter-from-flags"));
     assert_eq!(sent[0].header("authorization"), Some("Bearer flag-token"));
+}
+
+#[test]
+fn the_verifying_proxy_reads_amz_dates_as_the_test_suite_means() {
+    use std::time::{Duration, SystemTime};
+    assert_eq!(
+        amz_date("20150830T123600Z").unwrap(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)
+    );
 }

@@ -343,7 +343,7 @@ fn verify_sigv4(
 }
 
 /// `20150830T123600Z` as a time.
-fn amz_date(text: &str) -> Option<SystemTime> {
+pub fn amz_date(text: &str) -> Option<SystemTime> {
     let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
     let (y, m, d) = (number(0..4)?, number(4..6)?, number(6..8)?);
     let (hh, mm, ss) = (number(9..11)?, number(11..13)?, number(13..15)?);
@@ -356,12 +356,4 @@ fn amz_date(text: &str) -> Option<SystemTime> {
     let days = era * 146_097 + doe - 719_468;
     let seconds = days * 86_400 + hh * 3600 + mm * 60 + ss;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds as u64))
-}
-
-#[test]
-fn amz_dates_read_as_the_test_suite_means() {
-    assert_eq!(
-        amz_date("20150830T123600Z").unwrap(),
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)
-    );
 }
