@@ -13,7 +13,7 @@ use crate::cache::QueryCache;
 use crate::catalog::Catalog;
 use crate::compat::resources::ResourceTable;
 use crate::compat::rules::AdapterConfig;
-use crate::config::{Config, ConfigError, HttpMethod, OpMonitorConfig};
+use crate::config::{Config, ConfigError, HttpMethod, Material, OpMonitorConfig};
 use crate::inventory::watch::WatchPlan;
 use crate::inventory::{self, InventoryError, PodInventory};
 use crate::policy::runner::{FailurePolicies, PolicyContext};
@@ -35,6 +35,10 @@ pub struct Settings {
     pub prometheus_method: Option<HttpMethod>,
     /// Added to the file's `prometheus.headers`.
     pub prometheus_headers: Vec<(String, String)>,
+    /// The TLS and credentials of this kubeconfig's current context for the default backend.
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// The pod's ServiceAccount token and the cluster's CA for the default backend.
+    pub prometheus_auth_incluster: bool,
     /// Overrides the file's `prometheus.tls.caFile`.
     pub prometheus_ca_file: Option<PathBuf>,
     /// Overrides the file's `prometheus` credentials with a bearer token file.
@@ -63,6 +67,8 @@ impl Default for Settings {
             prometheus_url: None,
             prometheus_method: None,
             prometheus_headers: Vec::new(),
+            prometheus_auth_config: None,
+            prometheus_auth_incluster: false,
             prometheus_ca_file: None,
             prometheus_token_file: None,
             prometheus_client_certificate: None,
@@ -83,10 +89,12 @@ impl Settings {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        Ok(self.overridden(config))
+        self.overridden(config)
     }
 
-    fn overridden(&self, mut config: Config) -> Config {
+    /// The Prometheus Adapter's precedence: the in-cluster or kubeconfig transport first, then the CA and
+    /// client-certificate flags, then the token file.
+    fn overridden(&self, mut config: Config) -> Result<Config, ConfigError> {
         if let Some(url) = &self.prometheus_url {
             config.prometheus.url = Some(url.clone());
         }
@@ -97,19 +105,36 @@ impl Settings {
         prometheus
             .headers
             .extend(self.prometheus_headers.iter().cloned());
+        let transport = match &self.prometheus_auth_config {
+            _ if self.prometheus_auth_incluster => Some(crate::config::kubeconfig::in_cluster()),
+            Some(path) => Some(
+                crate::config::kubeconfig::from_file(path).map_err(|message| {
+                    ConfigError::Invalid {
+                        path: path.display().to_string(),
+                        key: "--prometheus-auth-config".to_owned(),
+                        message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        if let Some((tls, auth)) = transport {
+            prometheus.tls = tls;
+            prometheus.auth = auth;
+        }
         if let Some(ca) = &self.prometheus_ca_file {
-            prometheus.tls.ca_file = Some(ca.clone());
+            prometheus.tls.ca = Some(Material::File(ca.clone()));
         }
         if let Some(token_file) = &self.prometheus_token_file {
             prometheus.auth = crate::config::BackendAuth::Bearer {
-                token_file: token_file.clone(),
+                token: Material::File(token_file.clone()),
             };
         }
         if let Some((cert, key)) = &self.prometheus_client_certificate {
-            prometheus.tls.cert_file = Some(cert.clone());
-            prometheus.tls.key_file = Some(key.clone());
+            prometheus.tls.cert = Some(Material::File(cert.clone()));
+            prometheus.tls.key = Some(Material::File(key.clone()));
         }
-        config
+        Ok(config)
     }
 }
 
@@ -240,7 +265,8 @@ impl Adapter {
         let path = self.settings.config.as_deref().unwrap_or(".".as_ref());
         let outcome = Config::parse(&path.display().to_string(), text)
             .map_err(AppError::from)
-            .and_then(|config| self.reload(self.settings.overridden(config)));
+            .and_then(|config| self.settings.overridden(config).map_err(AppError::from))
+            .and_then(|config| self.reload(config));
         let reason = match outcome {
             Ok(true) => {
                 tracing::info!(file = %path.display(), "configuration reloaded");

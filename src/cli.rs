@@ -81,6 +81,15 @@ pub struct SourceArgs {
     /// `prometheus.headers`; the Prometheus Adapter's flag).
     #[arg(long = "prometheus-header", value_parser = parse_header)]
     pub prometheus_headers: Vec<(String, String)>,
+    /// A kubeconfig whose current context's CA and credentials (token, token file, client certificate, or
+    /// user and password) reach the default backend; its server address is not used (the Prometheus
+    /// Adapter's flag).
+    #[arg(long, conflicts_with = "prometheus_auth_incluster")]
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// Reach the default backend with the pod's ServiceAccount token and the cluster's CA (the Prometheus
+    /// Adapter's flag).
+    #[arg(long)]
+    pub prometheus_auth_incluster: bool,
     /// Trust only this CA bundle for the default backend (overrides `prometheus.tls.caFile`; the Prometheus
     /// Adapter's flag).
     #[arg(long)]
@@ -435,6 +444,8 @@ impl SourceArgs {
             prometheus_url: self.prometheus_url.clone(),
             prometheus_method: self.prometheus_verb,
             prometheus_headers: self.prometheus_headers.clone(),
+            prometheus_auth_config: self.prometheus_auth_config.clone(),
+            prometheus_auth_incluster: self.prometheus_auth_incluster,
             prometheus_ca_file: self.prometheus_ca_file.clone(),
             prometheus_token_file: self.prometheus_token_file.clone(),
             prometheus_client_certificate: self

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod kubeconfig;
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -113,15 +115,43 @@ pub struct Tenant {
     pub id: String,
 }
 
+/// A certificate, key or secret: a file, re-read when it changes, or the bytes themselves (a kubeconfig's
+/// `…-data` fields). Inline bytes never show in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Material {
+    /// A file.
+    File(PathBuf),
+    /// The bytes.
+    Inline(std::sync::Arc<[u8]>),
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Material::File(path) => path.fmt(f),
+            Material::Inline(_) => f.write_str("<inline>"),
+        }
+    }
+}
+
+impl std::fmt::Display for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Material::File(path) => path.display().fmt(f),
+            Material::Inline(_) => f.write_str("inline data"),
+        }
+    }
+}
+
 /// TLS towards a backend. Certificate files are re-read when they change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendTls {
     /// Trust only this CA bundle (default: the system's roots).
-    pub ca_file: Option<PathBuf>,
+    pub ca: Option<Material>,
     /// A client certificate (PEM) for mutual TLS.
-    pub cert_file: Option<PathBuf>,
+    pub cert: Option<Material>,
     /// Its key (PEM).
-    pub key_file: Option<PathBuf>,
+    pub key: Option<Material>,
     /// Skip verifying the backend's certificate: for tests only, and warned about at start.
     pub insecure_skip_verify: bool,
 }
@@ -134,15 +164,15 @@ pub enum BackendAuth {
     None,
     /// `Authorization: Bearer` with the token from a file (a projected ServiceAccount token rotates).
     Bearer {
-        /// The token file.
-        token_file: PathBuf,
+        /// The token.
+        token: Material,
     },
     /// HTTP basic auth (Grafana Cloud, vmauth, Prometheus' `web.config`).
     Basic {
         /// The user.
         username: String,
-        /// The password file.
-        password_file: PathBuf,
+        /// The password.
+        password: Material,
     },
     /// OAuth2 client credentials.
     OAuth2 {
@@ -171,9 +201,7 @@ impl BackendAuth {
     pub fn describe(&self) -> String {
         match self {
             BackendAuth::None => "no auth".into(),
-            BackendAuth::Bearer { token_file } => {
-                format!("bearer token from {}", token_file.display())
-            }
+            BackendAuth::Bearer { token } => format!("bearer token from {token}"),
             BackendAuth::Basic { username, .. } => format!("basic auth as {username}"),
             BackendAuth::OAuth2 { token_url, .. } => format!("OAuth2 from {token_url}"),
             BackendAuth::SigV4 { region, service } => format!(
@@ -624,14 +652,19 @@ fn backend(raw: RawBackend, key: &str, name: String) -> Result<BackendConfig, (S
     }
     let mut ways = Vec::new();
     if let Some(token_file) = raw.bearer_token_file {
-        ways.push(("bearerTokenFile", BackendAuth::Bearer { token_file }));
+        ways.push((
+            "bearerTokenFile",
+            BackendAuth::Bearer {
+                token: Material::File(token_file),
+            },
+        ));
     }
     if let Some(basic) = raw.basic_auth {
         ways.push((
             "basicAuth",
             BackendAuth::Basic {
                 username: basic.username,
-                password_file: basic.password_file,
+                password: Material::File(basic.password_file),
             },
         ));
     }
@@ -668,12 +701,12 @@ fn backend(raw: RawBackend, key: &str, name: String) -> Result<BackendConfig, (S
         ));
     }
     let tls = BackendTls {
-        ca_file: raw.tls.ca_file,
-        cert_file: raw.tls.cert_file,
-        key_file: raw.tls.key_file,
+        ca: raw.tls.ca_file.map(Material::File),
+        cert: raw.tls.cert_file.map(Material::File),
+        key: raw.tls.key_file.map(Material::File),
         insecure_skip_verify: raw.tls.insecure_skip_verify.unwrap_or(false),
     };
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
+    if tls.cert.is_some() != tls.key.is_some() {
         return Err(at("tls", "certFile and keyFile go together".into()));
     }
     Ok(BackendConfig {
@@ -1325,7 +1358,7 @@ metrics:
         let p = &config.prometheus;
         assert_eq!(p.tenant.as_ref().unwrap().header, "X-Scope-OrgID");
         assert_eq!(p.query_params["dedup"], "false");
-        assert_eq!(p.tls.key_file.as_deref(), Some(Path::new("/tls.key")));
+        assert_eq!(p.tls.key, Some(Material::File("/tls.key".into())));
         assert!(matches!(p.auth, BackendAuth::Bearer { .. }));
         assert_eq!(
             (p.warnings, p.max_query_length),

@@ -583,3 +583,70 @@ fn the_verifying_proxy_reads_amz_dates_as_the_test_suite_means() {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)
     );
 }
+
+// The proxy must answer while the test waits for the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_auth_config_takes_the_ca_client_certificate_and_token_of_a_kubeconfig() {
+    use base64::Engine;
+    let prometheus = Prometheus::start(&sidecar_traffic()).await;
+    let clients = Ca::new("backend-clients");
+    let proxy = RecordingProxy::start(&prometheus.url, Some(&clients)).await;
+    let leaf = clients.client("adapter-from-kubeconfig", &[]);
+    let data = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("prometheus.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+current-context: prometheus
+contexts:
+- name: prometheus
+  context: {{cluster: monitoring, user: adapter}}
+clusters:
+- name: monitoring
+  cluster: {{server: https://not-used.example, certificate-authority-data: {}}}
+users:
+- name: adapter
+  user: {{client-certificate-data: {}, client-key-data: {}, token: kubeconfig-token}}
+",
+            data(&proxy.ca_pem),
+            data(&leaf.cert_pem),
+            data(&leaf.key_pem)
+        ),
+    )
+    .unwrap();
+    let flags: Vec<String> = [
+        format!("--prometheus-url={}", proxy.url),
+        format!("--prometheus-auth-config={}", kubeconfig.display()),
+    ]
+    .into();
+    let output = query_process(&flags, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent = proxy.queries();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].client.as_deref(), Some("adapter-from-kubeconfig"));
+    assert_eq!(
+        sent[0].header("authorization"),
+        Some("Bearer kubeconfig-token")
+    );
+
+    // An exec plugin cannot run here: the message says what to give instead.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\nclusters: [{name: k, cluster: {server: https://x}}]\nusers: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}}}]\n",
+    )
+    .unwrap();
+    let output = query_process(&flags, &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--prometheus-auth-config") && stderr.contains("exec plugin"),
+        "{stderr}"
+    );
+}

@@ -15,7 +15,7 @@ use super::envelope::{ApiError, Envelope};
 use super::watched::{SecretFile, Stamp, stamp};
 use super::{Answered, MetricSource, Sample, SeriesKeys, SourceError, redacted, series};
 use crate::config::{
-    BackendAuth, BackendConfig, BackendTls, GET_QUERY_LIMIT, HttpMethod, WarningPolicy,
+    BackendAuth, BackendConfig, BackendTls, GET_QUERY_LIMIT, HttpMethod, Material, WarningPolicy,
 };
 use crate::error_chain::transport_cause;
 
@@ -71,15 +71,10 @@ impl PrometheusSource {
         params.extend(config.query_params.clone());
         let credentials = match &config.auth {
             BackendAuth::None => Credentials::None,
-            BackendAuth::Bearer { token_file } => {
-                Credentials::Bearer(SecretFile::new(token_file.clone()))
-            }
-            BackendAuth::Basic {
-                username,
-                password_file,
-            } => Credentials::Basic {
+            BackendAuth::Bearer { token } => Credentials::Bearer(SecretFile::new(token.clone())),
+            BackendAuth::Basic { username, password } => Credentials::Basic {
                 username: username.clone(),
-                password: SecretFile::new(password_file.clone()),
+                password: SecretFile::new(password.clone()),
             },
             BackendAuth::OAuth2 {
                 token_url,
@@ -90,7 +85,7 @@ impl PrometheusSource {
             } => Credentials::OAuth2(OAuth2::new(
                 token_url.clone(),
                 client_id.clone(),
-                SecretFile::new(client_secret_file.clone()),
+                SecretFile::new(Material::File(client_secret_file.clone())),
                 scopes.clone(),
                 params.clone().into_iter().collect(),
                 config.timeout,
@@ -311,9 +306,13 @@ impl TlsClient {
     }
 
     fn files(tls: &BackendTls) -> impl Iterator<Item = &PathBuf> {
-        [&tls.ca_file, &tls.cert_file, &tls.key_file]
+        [&tls.ca, &tls.cert, &tls.key]
             .into_iter()
             .flatten()
+            .filter_map(|m| match m {
+                Material::File(path) => Some(path),
+                Material::Inline(_) => None,
+            })
     }
 
     fn stamps(tls: &BackendTls) -> Result<Vec<Stamp>, String> {
@@ -321,27 +320,23 @@ impl TlsClient {
     }
 
     fn build(tls: &BackendTls, timeout: Duration) -> Result<reqwest::Client, String> {
-        let read = |path: &PathBuf| {
-            crate::files::read_bytes(path, crate::files::CONFIG_LIMIT)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        let read = |material: &Material| match material {
+            Material::File(path) => crate::files::read_bytes(path, crate::files::CONFIG_LIMIT)
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            Material::Inline(bytes) => Ok(bytes.to_vec()),
         };
         let mut builder = reqwest::Client::builder().timeout(timeout);
-        if let Some(ca) = &tls.ca_file {
+        if let Some(ca) = &tls.ca {
             let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
-                .map_err(|e| format!("{}: not a PEM CA bundle: {e}", ca.display()))?;
+                .map_err(|e| format!("{ca}: not a PEM CA bundle: {e}"))?;
             builder = builder.tls_certs_only(certs);
         }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
             let mut pem = read(cert)?;
             pem.push(b'\n');
             pem.extend(read(key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                format!(
-                    "client certificate {} and key {}: {e}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("client certificate {cert} and key {key}: {e}"))?;
             builder = builder.identity(identity);
         }
         if tls.insecure_skip_verify {

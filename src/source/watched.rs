@@ -2,9 +2,11 @@
 //! they change: projected ServiceAccount tokens rotate about hourly and cert-manager renews certificates,
 //! while the Prometheus Adapter reads its token once at start and fails after the first rotation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use crate::config::Material;
 
 /// What tells one version of a file from the next: Kubernetes swaps a Secret volume's symlink, which
 /// changes the inode; an edit in place changes the modification time or the length.
@@ -27,44 +29,52 @@ pub(super) fn stamp(path: &Path) -> Result<Stamp, String> {
     })
 }
 
-/// A secret kept in a file: its text without the trailing newline editors and `kubectl create secret
-/// --from-file` leave. Never logged.
+/// A secret kept in a file (or given inline): its text without the trailing newline editors and `kubectl
+/// create secret --from-file` leave. Never logged.
 pub struct SecretFile {
-    path: PathBuf,
+    material: Material,
     current: Mutex<Option<(Stamp, Arc<str>)>>,
 }
 
 impl std::fmt::Debug for SecretFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretFile")
-            .field("path", &self.path)
+            .field("material", &self.material)
             .finish_non_exhaustive()
     }
 }
 
 impl SecretFile {
     /// Nothing is read until the first use.
-    pub fn new(path: PathBuf) -> Self {
+    pub fn new(material: Material) -> Self {
         Self {
-            path,
+            material,
             current: Mutex::new(None),
         }
     }
 
     /// The file's text as it is now: read again only when its stamp changed since the last read.
     pub fn read(&self) -> Result<Arc<str>, String> {
-        let stamp = stamp(&self.path)?;
+        let path = match &self.material {
+            Material::File(path) => path,
+            Material::Inline(bytes) => {
+                return std::str::from_utf8(bytes)
+                    .map(|text| text.trim_end_matches(['\r', '\n']).into())
+                    .map_err(|_| "an inline secret is not UTF-8 text".to_owned());
+            }
+        };
+        let stamp = stamp(path)?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, text)) = current.as_ref()
             && *seen == stamp
         {
             return Ok(text.clone());
         }
-        let text = crate::files::read_text(&self.path, 64 * 1024)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let text = crate::files::read_text(path, 64 * 1024)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let text: Arc<str> = text.trim_end_matches(['\r', '\n']).into();
         if text.is_empty() {
-            return Err(format!("{} is empty", self.path.display()));
+            return Err(format!("{} is empty", path.display()));
         }
         *current = Some((stamp, text.clone()));
         Ok(text)
@@ -80,7 +90,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "first\n").unwrap();
-        let secret = SecretFile::new(path.clone());
+        let secret = SecretFile::new(Material::File(path.clone()));
         assert_eq!(&*secret.read().unwrap(), "first");
         // A Secret volume update: a new file swapped in under the same name.
         let next = dir.path().join("token.new");
@@ -93,7 +103,7 @@ mod tests {
     fn a_missing_or_empty_secret_is_an_error_that_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        let secret = SecretFile::new(path.clone());
+        let secret = SecretFile::new(Material::File(path.clone()));
         assert!(secret.read().unwrap_err().contains("token"));
         std::fs::write(&path, "\n").unwrap();
         assert!(secret.read().unwrap_err().ends_with("token is empty"));
