@@ -118,15 +118,15 @@ pub struct ApiGroupList {
 
 impl ApiGroupList {
     /// The groups this adapter serves: both metrics groups always, `metrics.k8s.io` with resource rules.
-    pub fn served(resource_metrics: bool) -> Self {
-        let mut groups = vec![ApiGroup::custom(), ApiGroup::external()];
-        if resource_metrics {
-            groups.push(ApiGroup::resource());
-        }
+    pub fn served() -> Self {
         Self {
             kind: "APIGroupList",
             api_version: "v1",
-            groups,
+            groups: vec![
+                ApiGroup::custom(),
+                ApiGroup::external(),
+                ApiGroup::resource(),
+            ],
         }
     }
 }

@@ -204,7 +204,7 @@ impl Adapter {
         if let Some(path) = &settings.inventory {
             inventory.load(inventory::load_file(path)?);
         }
-        let plan = watch_plan(&settings, &config, rules.as_deref())?;
+        let plan = watch_plan(&settings, &config)?;
         if let Some(client) = &cluster {
             inventory::watch::start(client, &plan, &inventory);
         }
@@ -463,13 +463,9 @@ fn configured(
     })
 }
 
-/// The streams serving needs: pods where they are served, Deployments where policies target them, and Nodes
-/// when resource metrics may name them by address.
-fn watch_plan(
-    settings: &Settings,
-    config: &Config,
-    rules: Option<&AdapterRules>,
-) -> Result<WatchPlan, AppError> {
+/// The streams serving needs: pods where they are served, Deployments where policies target them, and Nodes,
+/// which node metrics name (by name or by address).
+fn watch_plan(settings: &Settings, config: &Config) -> Result<WatchPlan, AppError> {
     let mut deployments: Vec<String> = config
         .scale_on_failure
         .iter()
@@ -489,7 +485,7 @@ fn watch_plan(
     Ok(WatchPlan {
         pods: watched.clone(),
         deployments,
-        nodes: rules.is_some_and(|r| r.current().config.resource_rules.is_some()),
+        nodes: true,
     })
 }
 

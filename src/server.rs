@@ -196,12 +196,15 @@ async fn dispatch(
         return document;
     }
     Ok(match route {
-        Route::PodMetrics { .. } | Route::NodeMetrics { .. } => match &state.rules {
-            Some(rules) if discovery::serves_resource_metrics(state) => {
-                json(rules::resource_metrics(state, rules, &route, query).await?)
-            }
-            _ => return Err(ApiError::PathNotFound),
-        },
+        Route::PodMetrics { .. } | Route::NodeMetrics { .. } => {
+            // The operator's `resourceRules` when there are some, cAdvisor's defaults otherwise.
+            let loaded = state.rules.as_ref().map(|r| r.current());
+            let resource = loaded
+                .as_ref()
+                .and_then(|l| l.config.resource_rules.as_ref())
+                .unwrap_or_else(|| crate::compat::rules::default_resource_rules());
+            json(rules::resource_metrics(state, resource, &route, query).await?)
+        }
         Route::Custom(request) => json_body(
             builtin::custom_metric(state, &configured, &request, query)
                 .await?

@@ -222,6 +222,21 @@ const RESOURCE_RULES: &str = include_str!("fixtures/adapter-resource-rules.yaml"
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// Gauges holding `value` from an hour ago to half an hour ahead, as OpenMetrics lines (without `# EOF`).
+fn gauges(name: &str, series: &[(String, f64)]) -> String {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut out = format!("# TYPE {name} gauge\n");
+    for (labels, value) in series {
+        for t in (end - 3600..end + 1800).step_by(15) {
+            out.push_str(&format!("{name}{{{labels}}} {value} {t}\n"));
+        }
+    }
+    out
+}
+
 /// CPU counters and memory gauges for the Secondary pods and one node: A uses 250m and 100Mi, B 500m and
 /// 200Mi (plus its pause container, which `container!=""` keeps and the sum adds), C has no memory series.
 fn usage_data() -> String {
@@ -253,19 +268,6 @@ fn usage_data() -> String {
         node_cpu("user", 1.5),
         node_cpu("idle", 2.0),
     ]);
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let gauges = |name: &str, series: &[(String, f64)]| -> String {
-        let mut out = format!("# TYPE {name} gauge\n");
-        for (labels, value) in series {
-            for t in (end - 3600..end + 1800).step_by(15) {
-                out.push_str(&format!("{name}{{{labels}}} {value} {t}\n"));
-            }
-        }
-        out
-    };
     let pod = |pod: &str, container: &str| {
         format!("namespace=\"{NAMESPACE}\",pod=\"{pod}\",container=\"{container}\"")
     };
@@ -426,6 +428,137 @@ async fn kubectl_top_reads_a_pods_resource_metrics() {
         .unwrap_or_else(|| panic!("{text}"));
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(columns[1..], ["250m", "100Mi"], "{text}");
+}
+
+/// cAdvisor as the kubelet exposes it through the Prometheus Operator (a `node` label on every series): per
+/// container, the pod-level cgroup (`container=""`), dockershim's pause container (`container="POD"`) and
+/// the node's root cgroup (`id="/"`). A's container uses 250m and 100Mi and B's 500m and 150Mi; the node
+/// 1.5 cores and 2Gi.
+fn cadvisor_usage_data() -> String {
+    let series = |pod: &str, container: &str| {
+        vec![
+            ("namespace", NAMESPACE.to_owned()),
+            ("pod", pod.to_owned()),
+            ("container", container.to_owned()),
+            ("node", "node-1".to_owned()),
+            ("id", format!("/kubepods/{pod}/{container}")),
+        ]
+    };
+    let root = vec![("node", "node-1".to_owned()), ("id", "/".to_owned())];
+    let cpu = |labels: Vec<(&'static str, String)>, per_second: f64| Counter {
+        name: "container_cpu_usage_seconds_total",
+        labels,
+        per_second,
+    };
+    let counters = openmetrics(&[
+        cpu(series(SECONDARY_A, "security-server-sidecar"), 0.25),
+        cpu(series(SECONDARY_A, ""), 0.25),
+        cpu(series(SECONDARY_B, "security-server-sidecar"), 0.5),
+        cpu(series(SECONDARY_B, "POD"), 0.01),
+        cpu(root.clone(), 1.5),
+    ]);
+    let label_text = |labels: &[(&str, String)]| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let memory = gauges(
+        "container_memory_working_set_bytes",
+        &[
+            (
+                label_text(&series(SECONDARY_A, "security-server-sidecar")),
+                100.0 * MIB,
+            ),
+            (label_text(&series(SECONDARY_A, "")), 101.0 * MIB),
+            (
+                label_text(&series(SECONDARY_B, "security-server-sidecar")),
+                150.0 * MIB,
+            ),
+            (label_text(&series(SECONDARY_B, "POD")), MIB),
+            (label_text(&root), 2048.0 * MIB),
+        ],
+    );
+    format!(
+        "{}{memory}# EOF\n",
+        counters.trim_end().trim_end_matches("# EOF")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_resource_rules_cadvisor_serves_pod_and_node_metrics_counting_each_container_once()
+{
+    let prometheus = Prometheus::start_openmetrics(&cadvisor_usage_data()).await;
+    let state = support::state(&prometheus.url);
+    let (_, groups) = get(&state, "/apis").await;
+    assert!(
+        groups.to_string().contains("metrics.k8s.io/v1beta1"),
+        "{groups}"
+    );
+    let (code, list) = get(
+        &state,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods",
+    )
+    .await;
+    assert_eq!(code, 200, "{list}");
+    let containers: Vec<(String, serde_json::Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["metadata"]["name"].as_str().unwrap().to_owned(),
+                i["containers"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        containers,
+        [
+            (
+                SECONDARY_A.to_owned(),
+                serde_json::json!([{"name": "security-server-sidecar", "usage": {"cpu": "250000000n", "memory": "104857600"}}])
+            ),
+            (
+                SECONDARY_B.to_owned(),
+                serde_json::json!([{"name": "security-server-sidecar", "usage": {"cpu": "500000000n", "memory": "157286400"}}])
+            ),
+        ],
+        "neither the pod-level cgroup nor the pause container counted: {list}"
+    );
+    let (code, nodes) = get(&state, "/apis/metrics.k8s.io/v1beta1/nodes/node-1").await;
+    assert_eq!(code, 200, "{nodes}");
+    assert_eq!(
+        nodes["usage"],
+        serde_json::json!({"cpu": "1500000000n", "memory": "2147483648"})
+    );
+
+    let adapter = TlsAdapter::start(state).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = require_tool("kubectl", "apt-get install -y kubernetes-client");
+    let top = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(adapter.kubeconfig(dir.path()))
+        .args(["top", "pod", "-n", "sidecar", SECONDARY_B])
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(SECONDARY_B))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[1..],
+        ["500m", "150Mi"],
+        "{text}"
+    );
 }
 
 /// A kube API that serves only discovery (`/api`, `/api/v1`, `/apis`, `/apis/example.com/v1`), with one

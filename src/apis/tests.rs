@@ -28,7 +28,7 @@ fn secondary_pod_value(selector: Option<LabelSelectorJson>) -> MetricValue {
 #[test]
 fn api_group_list_matches_the_contract() {
     assert_eq!(
-        serde_json::to_value(ApiGroupList::served(false)).unwrap(),
+        serde_json::to_value(ApiGroupList::served()).unwrap(),
         golden("apigrouplist.json")
     );
 }

@@ -189,6 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_cadvisor_rules_count_each_container_once_and_nodes_by_their_root_cgroup() {
+        let rules = crate::compat::rules::default_resource_rules();
+        assert_eq!(rules.window, std::time::Duration::from_secs(180));
+        assert_eq!(
+            pod_query(&rules.cpu, "sidecar", &["a".to_owned()]).unwrap(),
+            r#"sum by (pod,container) (rate(container_cpu_usage_seconds_total{namespace="sidecar",pod="a",container!="",container!="POD"}[3m]))"#
+        );
+        assert_eq!(
+            node_query(&rules.memory).unwrap(),
+            r#"sum by (node) (container_memory_working_set_bytes{node!="",id="/"})"#
+        );
+    }
+
+    #[test]
     fn node_queries_never_leave_a_dangling_comma() {
         // The Prometheus Adapter chart's default nodeQuery.
         let config = "resourceRules:\n  cpu:\n    containerQuery: 'x{<<.LabelMatchers>>}'\n    \

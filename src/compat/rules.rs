@@ -195,6 +195,38 @@ pub struct AdapterConfig {
     pub resources: Arc<ResourceTable>,
 }
 
+/// The resource metrics served without a `resourceRules` of the operator's: cAdvisor's CPU and working set,
+/// as metrics-server reports them (`kubectl top`, CPU and memory HPAs) with nothing else installed. Pods sum
+/// their containers, leaving out the pod-level cgroup (`container=""`, which would count everything twice) and
+/// dockershim's pause container (`container="POD"`); nodes read their root cgroup (`id="/"`), the Prometheus
+/// Adapter documentation's node query. The `node` label is the one the Prometheus Operator gives every target
+/// behind a Node endpoint (the kubelet's).
+pub const CADVISOR_RESOURCE_RULES: &str = r#"
+resourceRules:
+  cpu:
+    containerQuery: 'sum by (<<.GroupBy>>) (rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!="",container!="POD"}[3m]))'
+    nodeQuery: 'sum by (<<.GroupBy>>) (rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,id="/"}[3m]))'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum by (<<.GroupBy>>) (container_memory_working_set_bytes{<<.LabelMatchers>>,container!="",container!="POD"})'
+    nodeQuery: 'sum by (<<.GroupBy>>) (container_memory_working_set_bytes{<<.LabelMatchers>>,id="/"})'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  window: 3m
+"#;
+
+/// [`CADVISOR_RESOURCE_RULES`], parsed once.
+pub fn default_resource_rules() -> &'static ResourceRules {
+    static RULES: std::sync::OnceLock<ResourceRules> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        AdapterConfig::parse(CADVISOR_RESOURCE_RULES)
+            .ok()
+            .and_then(|c| c.resource_rules)
+            .expect("the built-in resource rules parse (a unit test checks them)")
+    })
+}
+
 /// The Helm chart's default rules (`templates/configmap.yaml`, `rules.default: true`)
 pub const HELM_DEFAULT_RULES: &str = r#"
 - seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'

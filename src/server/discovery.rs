@@ -20,12 +20,9 @@ pub(super) fn document(
     route: &Route,
 ) -> Option<Result<Response, ApiError>> {
     Some(Ok(match route {
-        Route::Groups => json(ApiGroupList::served(serves_resource_metrics(state))),
+        Route::Groups => json(ApiGroupList::served()),
         Route::Group(CUSTOM_GROUP) => json(ApiGroup::custom().document()),
         Route::Group(EXTERNAL_GROUP) => json(ApiGroup::external().document()),
-        Route::Group(_) | Route::ResourceDiscovery if !serves_resource_metrics(state) => {
-            return Some(Err(ApiError::PathNotFound));
-        }
         Route::Group(_) => json(ApiGroup::resource().document()),
         Route::ResourceDiscovery => json(ApiResourceList::new(
             RESOURCE_GROUP,
@@ -68,14 +65,6 @@ pub(super) fn document(
         | Route::PodMetrics { .. }
         | Route::NodeMetrics { .. } => return None,
     }))
-}
-
-/// Whether `metrics.k8s.io` is served: only with Prometheus Adapter `resourceRules`.
-pub(super) fn serves_resource_metrics(state: &AppState) -> bool {
-    state
-        .rules
-        .as_ref()
-        .is_some_and(|r| r.current().config.resource_rules.is_some())
 }
 
 /// The custom metrics the Prometheus Adapter rules found at the last relist.

@@ -22,6 +22,7 @@ use crate::catalog::PODS;
 use crate::compat::query::{Objects, QueryError, custom_query, external_query, groups_by_resource};
 use crate::compat::resource_metrics::{Usage, node_query, node_usage, pod_query, pod_usage};
 use crate::compat::resources::{GroupResource, ResourceTable};
+use crate::compat::rules::ResourceRules;
 use crate::error::ApiError;
 
 /// The backend a rule reads (`backend:`, the default without one).
@@ -206,20 +207,14 @@ pub(super) async fn external(
     )
 }
 
-/// A `metrics.k8s.io` request, from `resourceRules`: pods of one namespace (or all the inventory's
+/// A `metrics.k8s.io` request, from `resource` (the `resourceRules` in force): pods of one namespace (or all the inventory's
 /// namespaces), or nodes.
 pub(super) async fn resource_metrics(
     state: &AppState,
-    rules: &AdapterRules,
+    resource: &ResourceRules,
     route: &Route,
     query: Option<&str>,
 ) -> Result<serde_json::Value, ApiError> {
-    let loaded = rules.current();
-    let resource = loaded
-        .config
-        .resource_rules
-        .as_ref()
-        .ok_or(ApiError::PathNotFound)?;
     let failed = |e: QueryError| ApiError::RuleQuery(e.to_string());
     let cache = backend(state, resource.backend.as_deref())?;
     let fetch = |promql: String| {
