@@ -256,6 +256,21 @@ async fn side_by_side_metrics_server_and_the_prometheus_adapter_give_the_answers
         "{theirs_ns:?} {ours_ns:?}"
     );
     assert!(close(ours_ns[NS], packets.iter().sum()), "{ours_ns:?}");
+    // Discovery: every resource the Prometheus Adapter lists for its rules, we list alike.
+    let resources = |version: &str| -> Vec<Value> {
+        raw(&peers, &format!("/apis/custom.metrics.k8s.io/{version}"))["resources"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (theirs_listed, ours_listed) = (resources("v1beta1"), resources("v1beta2"));
+    assert!(!theirs_listed.is_empty());
+    for resource in &theirs_listed {
+        assert!(
+            ours_listed.contains(resource),
+            "the Prometheus Adapter lists {resource}, we list {ours_listed:?}"
+        );
+    }
     for version in ["v1beta1", "v1beta2"] {
         let missing = peers.plane.kubectl(
             &peers.plane.admin,
