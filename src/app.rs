@@ -290,6 +290,12 @@ impl Adapter {
         if config == *in_force {
             return Ok(false);
         }
+        if config.grpc != in_force.grpc {
+            return Err(AppError::RestartRequired(
+                "the grpc section changed, and its server starts once: restart the adapter"
+                    .to_owned(),
+            ));
+        }
         if config.opmonitor != in_force.opmonitor {
             return Err(AppError::RestartRequired(
                 "the opmonitor section changed, and the collector applies it at start only: restart the \

@@ -622,14 +622,13 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     };
     let serving_cert = tls::ServingCert::load(&cert, &key)?;
     serving_cert.spawn_reloader(CERT_RELOAD_INTERVAL);
-    let tls_config = tls::server_config(
-        serving_cert,
-        &tls::TlsOptions {
-            min_version: args.tls_min_version,
-            cipher_suites: args.tls_cipher_suites.clone(),
-            http2: !args.disable_http2,
-        },
-    )?;
+    let options = tls::TlsOptions {
+        min_version: args.tls_min_version,
+        cipher_suites: args.tls_cipher_suites.clone(),
+        http2: !args.disable_http2,
+    };
+    let tls_config = tls::server_config(serving_cert.clone(), &options)?;
+    let grpc = config.grpc.clone();
     let limits = Limits {
         max_in_flight: args.max_requests_inflight,
         request_timeout: args.request_timeout,
@@ -658,14 +657,60 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
         reserve = connections.reserve,
         "connection limits"
     );
+    // One signal stops both servers and ends the External Scaler's streams, so draining can finish.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+    };
+    let scaler = if grpc.enabled {
+        let grpc_tls = match &grpc.client_ca_file {
+            Some(ca) => tls::server_config_requiring_clients(
+                serving_cert,
+                &tls::TlsOptions {
+                    http2: true,
+                    ..options
+                },
+                ca,
+            )?,
+            None => tls::server_config(
+                serving_cert,
+                &tls::TlsOptions {
+                    http2: true,
+                    ..options
+                },
+            )?,
+        };
+        let address = SocketAddr::new(args.bind_address, grpc.port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| message(format!("cannot listen on {address} (grpc.port): {e}")))?;
+        tracing::info!(%address, client_certificates = grpc.client_ca_file.is_some(), "serving KEDA's External Scaler and gRPC health");
+        let router = crate::grpc::Scaler::new(state.clone(), grpc, stopping.clone()).router();
+        Some(tokio::spawn(server::serve(
+            listener,
+            grpc_tls,
+            router,
+            connections,
+            stopped(stopping.clone()),
+        )))
+    } else {
+        None
+    };
     server::serve(
         listener,
         tls_config,
         server::app(state),
         connections,
-        shutdown_signal(),
+        stopped(stopping),
     )
     .await;
+    if let Some(scaler) = scaler {
+        let _ = scaler.await;
+    }
     Ok(())
 }
 

@@ -357,6 +357,36 @@ pub struct LeaderElectionConfig {
     pub lease_duration: Duration,
 }
 
+/// KEDA's External Scaler over gRPC (`grpc:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcConfig {
+    /// Off unless enabled.
+    pub enabled: bool,
+    /// Its own port, beside the HTTPS API's.
+    pub port: u16,
+    /// When set, a caller must present a client certificate this CA signed (KEDA's `tlsClientCert`).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often `StreamIsActive` checks for a change of activity.
+    pub active_check_interval: Duration,
+    /// Calls served at once; more are refused with `RESOURCE_EXHAUSTED`.
+    pub max_concurrent_calls: usize,
+    /// How long one call may take before `DEADLINE_EXCEEDED`.
+    pub call_timeout: Duration,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: 9443,
+            client_ca_file: None,
+            active_check_interval: Duration::from_secs(10),
+            max_concurrent_calls: 64,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Prometheus' usual scrape interval, assumed unless `scrapeInterval` says otherwise.
 const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -381,6 +411,8 @@ pub struct Config {
     pub opmonitor: Option<OpMonitorConfig>,
     /// Where `xroad_messages_per_second` comes from.
     pub throughput: crate::catalog::ThroughputSource,
+    /// KEDA's External Scaler.
+    pub grpc: GrpcConfig,
 }
 
 impl Default for Config {
@@ -395,6 +427,7 @@ impl Default for Config {
             scale_on_failure: Vec::new(),
             opmonitor: None,
             throughput: Default::default(),
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -416,6 +449,18 @@ struct RawConfig {
     #[serde(default)]
     scale_on_failure: Vec<RawPolicy>,
     xroad: Option<RawXRoad>,
+    grpc: Option<RawGrpc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawGrpc {
+    enabled: Option<bool>,
+    port: Option<u16>,
+    client_ca_file: Option<PathBuf>,
+    active_check_interval: Option<String>,
+    max_concurrent_calls: Option<usize>,
+    call_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -872,6 +917,7 @@ impl Config {
             scale_on_failure: Vec::new(),
             opmonitor: None,
             throughput: Default::default(),
+            grpc: GrpcConfig::default(),
         };
         let mut config = config;
         let mut names = std::collections::HashSet::new();
@@ -888,6 +934,39 @@ impl Config {
                 ));
             }
             config.scale_on_failure.push(policy);
+        }
+        if let Some(grpc) = raw.grpc {
+            let defaults = GrpcConfig::default();
+            config.grpc = GrpcConfig {
+                enabled: grpc.enabled.unwrap_or(false),
+                port: grpc.port.unwrap_or(defaults.port),
+                client_ca_file: grpc.client_ca_file,
+                active_check_interval: positive(
+                    "grpc.activeCheckInterval",
+                    duration(
+                        "grpc.activeCheckInterval",
+                        grpc.active_check_interval,
+                        defaults.active_check_interval,
+                    )?,
+                )?,
+                max_concurrent_calls: grpc
+                    .max_concurrent_calls
+                    .filter(|n| *n > 0)
+                    .or(grpc
+                        .max_concurrent_calls
+                        .is_none()
+                        .then_some(defaults.max_concurrent_calls))
+                    .ok_or_else(|| {
+                        invalid(
+                            "grpc.maxConcurrentCalls",
+                            "must be greater than zero".into(),
+                        )
+                    })?,
+                call_timeout: positive(
+                    "grpc.callTimeout",
+                    duration("grpc.callTimeout", grpc.call_timeout, defaults.call_timeout)?,
+                )?,
+            };
         }
         if let Some(xroad) = raw.xroad {
             config.throughput = xroad.throughput.unwrap_or_default();

@@ -180,6 +180,34 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The gRPC code KEDA's External Scaler answers this error with.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            ApiError::PathNotFound
+            | ApiError::MetricNotFound { .. }
+            | ApiError::ObjectMetricNotFound { .. }
+            | ApiError::ResourceMetricsNotFound(_) => tonic::Code::NotFound,
+            ApiError::BadRequest(_) | ApiError::UriTooLong(_) => tonic::Code::InvalidArgument,
+            ApiError::Backend(SourceError::Timeout(_)) | ApiError::RequestTimeout(_) => {
+                tonic::Code::DeadlineExceeded
+            }
+            ApiError::Backend(_)
+            | ApiError::InventoryUnavailable
+            | ApiError::PolicyUnavailable(_)
+            | ApiError::RuleQuery(_) => tonic::Code::Unavailable,
+            ApiError::TooManyRequests | ApiError::Auth(AuthError::Throttled) => {
+                tonic::Code::ResourceExhausted
+            }
+            ApiError::Auth(AuthError::Unauthenticated) => tonic::Code::Unauthenticated,
+            ApiError::Auth(AuthError::Forbidden { .. }) => tonic::Code::PermissionDenied,
+            ApiError::Auth(AuthError::ReviewFailed(_)) | ApiError::MethodNotAllowed => {
+                tonic::Code::Internal
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.to_status();

@@ -24,6 +24,7 @@ pub mod error;
 pub mod error_chain;
 pub mod explain;
 pub mod files;
+pub mod grpc;
 pub mod hpa;
 pub mod inventory;
 pub mod names;

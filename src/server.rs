@@ -186,6 +186,21 @@ async fn api(State(state): State<Arc<AppState>>, method: Method, uri: Uri) -> Re
     response
 }
 
+/// A metrics API GET answered in process, past access control (the caller has its own): what KEDA's External
+/// Scaler reads, so that KEDA and the HPA are always given the same values.
+pub async fn get_in_process(
+    state: &AppState,
+    path: &str,
+    query: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let response = dispatch(state, routes::route(path)?, query).await?;
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::RuleQuery(format!("cannot read the answer: {e}")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::RuleQuery(format!("cannot read the answer: {e}")))
+}
+
 async fn dispatch(
     state: &AppState,
     route: Route,

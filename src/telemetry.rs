@@ -76,6 +76,22 @@ pub struct BackendReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a gRPC call: its method and the status code it ended with.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    /// `IsActive`, `StreamIsActive`, `GetMetricSpec` or `GetMetrics`.
+    pub method: &'static str,
+    /// `OK`, `NotFound`, `InvalidArgument`, `Unavailable`, …
+    pub code: String,
+}
+
+/// Labels naming a gRPC method.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcMethodLabels {
+    /// The method.
+    pub method: &'static str,
+}
+
 /// A configuration file the adapter reloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFile {
@@ -133,6 +149,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route.
     pub request_duration: Family<RouteLabels, Histogram>,
+    /// KEDA External Scaler calls by method and code.
+    pub grpc_calls: Family<GrpcLabels, Counter>,
+    /// Their latency by method.
+    pub grpc_call_duration: Family<GrpcMethodLabels, Histogram>,
     /// Backend query latency by backend.
     pub backend_duration: Family<BackendLabels, Histogram>,
     /// Failed backend queries by backend and reason.
@@ -173,6 +193,10 @@ impl Default for Metrics {
         );
         let backend_errors = Family::<BackendReasonLabels, Counter>::default();
         let backend_warnings = Family::<BackendLabels, Counter>::default();
+        let grpc_calls = Family::<GrpcLabels, Counter>::default();
+        let grpc_call_duration = Family::<GrpcMethodLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let cache_lookups = Family::<ReasonLabels, Counter>::default();
         let cache_evictions = Counter::default();
         let config_reloads = Family::<ReloadLabels, Counter>::default();
@@ -188,6 +212,16 @@ impl Default for Metrics {
                 "http_request_duration_seconds",
                 "API request latency by route",
                 request_duration.clone(),
+            );
+            own.register(
+                "grpc_calls",
+                "KEDA External Scaler calls by method and gRPC code",
+                grpc_calls.clone(),
+            );
+            own.register(
+                "grpc_call_duration_seconds",
+                "KEDA External Scaler call latency by method (a stream: until it ends)",
+                grpc_call_duration.clone(),
             );
             own.register(
                 "backend_query_duration_seconds",
@@ -254,6 +288,8 @@ impl Default for Metrics {
             backend_duration,
             backend_errors,
             backend_warnings,
+            grpc_calls,
+            grpc_call_duration,
             cache_lookups,
             cache_evictions,
             config_reloads,

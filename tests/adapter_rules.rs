@@ -406,13 +406,19 @@ async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them
 async fn kubectl_top_reads_a_pods_resource_metrics() {
     let prometheus = Prometheus::start_openmetrics(&usage_data()).await;
     let (state, _dir) = resource_adapter(&prometheus).await;
+    assert_eq!(kubectl_top_pod(state, SECONDARY_A).await, ["250m", "100Mi"]);
+}
+
+/// The CPU and memory columns `kubectl top pod` prints for `pod` of `sidecar`, reading the PodMetrics straight
+/// from the adapter over TLS.
+async fn kubectl_top_pod(state: Arc<AppState>, pod: &str) -> Vec<String> {
     let adapter = TlsAdapter::start(state).await;
     let dir = tempfile::tempdir().unwrap();
     let kubectl = require_tool("kubectl", "apt-get install -y kubernetes-client");
     let top = std::process::Command::new(&kubectl)
         .arg("--kubeconfig")
         .arg(adapter.kubeconfig(dir.path()))
-        .args(["top", "pod", "-n", "sidecar", SECONDARY_A])
+        .args(["top", "pod", "-n", "sidecar", pod])
         .env("HOME", dir.path())
         .output()
         .unwrap();
@@ -424,10 +430,9 @@ async fn kubectl_top_reads_a_pods_resource_metrics() {
     );
     let line = text
         .lines()
-        .find(|l| l.starts_with(SECONDARY_A))
+        .find(|l| l.starts_with(pod))
         .unwrap_or_else(|| panic!("{text}"));
-    let columns: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(columns[1..], ["250m", "100Mi"], "{text}");
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
 }
 
 /// cAdvisor as the kubelet exposes it through the Prometheus Operator (a `node` label on every series): per
@@ -534,31 +539,7 @@ async fn without_resource_rules_cadvisor_serves_pod_and_node_metrics_counting_ea
         serde_json::json!({"cpu": "1500000000n", "memory": "2147483648"})
     );
 
-    let adapter = TlsAdapter::start(state).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubectl = require_tool("kubectl", "apt-get install -y kubernetes-client");
-    let top = std::process::Command::new(&kubectl)
-        .arg("--kubeconfig")
-        .arg(adapter.kubeconfig(dir.path()))
-        .args(["top", "pod", "-n", "sidecar", SECONDARY_B])
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&top.stdout);
-    assert!(
-        top.status.success(),
-        "{}",
-        String::from_utf8_lossy(&top.stderr)
-    );
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(SECONDARY_B))
-        .unwrap_or_else(|| panic!("{text}"));
-    assert_eq!(
-        line.split_whitespace().collect::<Vec<_>>()[1..],
-        ["500m", "150Mi"],
-        "{text}"
-    );
+    assert_eq!(kubectl_top_pod(state, SECONDARY_B).await, ["500m", "150Mi"]);
 }
 
 /// A kube API that serves only discovery (`/api`, `/api/v1`, `/apis`, `/apis/example.com/v1`), with one

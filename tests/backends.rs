@@ -41,6 +41,20 @@ async fn secondaries(state: &Arc<AppState>, metric: &str) -> Vec<(String, f64)> 
         .collect()
 }
 
+/// Asserts that the HPA's request for the Secondaries' received packets is served, with the data set's values.
+async fn assert_served(state: &Arc<AppState>) {
+    let (status, body) = get(state, &secondaries_rx_packets()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(values(&body), pairs(&SECONDARIES_RX_PACKETS));
+}
+
+/// The message of the 500 the HPA's request gets.
+async fn refusal(state: &Arc<AppState>) -> String {
+    let (status, body) = get(state, &secondaries_rx_packets()).await;
+    assert_eq!(status, 500, "{body}");
+    body["message"].as_str().unwrap().to_owned()
+}
+
 fn parse_quantity(text: &str) -> f64 {
     match text.strip_suffix('m') {
         Some(milli) => milli.parse::<f64>().unwrap() / 1000.0,
@@ -102,14 +116,10 @@ async fn a_query_longer_than_the_backends_limit_is_refused_before_it_is_sent() {
         vm.url
     ))
     .await;
-    let (status, body) = get(&state, &secondaries_rx_packets()).await;
-    assert_eq!(status, 500, "{body}");
+    let message = refusal(&state).await;
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("longer than the backend's maxQueryLength of 64"),
-        "{body}"
+        message.contains("longer than the backend's maxQueryLength of 64"),
+        "{message}"
     );
 }
 
@@ -136,9 +146,7 @@ async fn a_bearer_token_file_is_read_again_when_it_rotates() {
         token.display()
     ))
     .await;
-    let (status, body) = get(&state, &secondaries_rx_packets()).await;
-    assert_eq!(status, 500, "{body}");
-    let message = body["message"].as_str().unwrap();
+    let message = refusal(&state).await;
     // vmauth 1.79 refuses an unknown token with a plain-text 400 (later versions with 401).
     assert!(
         message.contains("HTTP 400 without a Prometheus API answer"),
@@ -153,9 +161,7 @@ async fn a_bearer_token_file_is_read_again_when_it_rotates() {
     let next = dir.path().join("token.next");
     std::fs::write(&next, "second-token\n").unwrap();
     std::fs::rename(&next, &token).unwrap();
-    let (status, body) = get(&state, &secondaries_rx_packets()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(values(&body), pairs(&SECONDARIES_RX_PACKETS));
+    assert_served(&state).await;
 }
 
 #[tokio::test]
@@ -171,19 +177,13 @@ async fn basic_auth_reads_its_password_from_a_file() {
         password.display()
     ))
     .await;
-    let (status, body) = get(&state, &secondaries_rx_packets()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(values(&body), pairs(&SECONDARIES_RX_PACKETS));
+    assert_served(&state).await;
 
     let without = adapter_from(&format!("prometheus: {{url: {}}}", vmauth.url)).await;
-    let (status, body) = get(&without, &secondaries_rx_packets()).await;
-    assert_eq!(status, 500, "{body}");
+    let message = refusal(&without).await;
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("refused the credentials (HTTP 401)"),
-        "{body}"
+        message.contains("refused the credentials (HTTP 401)"),
+        "{message}"
     );
 }
 
@@ -217,9 +217,7 @@ async fn mutual_tls_presents_the_renewed_client_certificate_and_requests_carry_t
         proxy.url
     ))
     .await;
-    let (status, body) = get(&state, &secondaries_rx_packets()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(values(&body), pairs(&SECONDARIES_RX_PACKETS));
+    assert_served(&state).await;
 
     let sent = proxy.queries();
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -280,14 +278,10 @@ async fn an_answer_with_warnings_fails_unless_the_backend_ignores_them_and_warni
     };
 
     let failing = adapter_from(&backend("fail")).await;
-    let (status, body) = get(&failing, &secondaries_rx_packets()).await;
-    assert_eq!(status, 500, "{body}");
+    let message = refusal(&failing).await;
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("answered with warnings: No StoreAPI matched for this query"),
-        "{body}"
+        message.contains("answered with warnings: No StoreAPI matched for this query"),
+        "{message}"
     );
     let (_, metrics) = get(&failing, "/metrics").await;
     let metrics = metrics.as_str().unwrap();
@@ -303,9 +297,7 @@ async fn an_answer_with_warnings_fails_unless_the_backend_ignores_them_and_warni
     );
 
     let ignoring = adapter_from(&backend("ignore")).await;
-    let (status, body) = get(&ignoring, &secondaries_rx_packets()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(values(&body), pairs(&SECONDARIES_RX_PACKETS));
+    assert_served(&ignoring).await;
     let (_, metrics) = get(&ignoring, "/metrics").await;
     assert!(
         metrics

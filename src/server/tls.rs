@@ -428,6 +428,41 @@ pub fn server_config(
     cert: Arc<dyn ResolvesServerCert>,
     options: &TlsOptions,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    config_with(cert, options, None)
+}
+
+/// [`server_config`], but a client must present a certificate that a CA of the PEM bundle `client_ca`
+/// signed (KEDA's `tlsClientCert` towards the External Scaler).
+pub fn server_config_requiring_clients(
+    cert: Arc<dyn ResolvesServerCert>,
+    options: &TlsOptions,
+    client_ca: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let invalid =
+        |e: &dyn std::fmt::Display| TlsError::Config(format!("{}: {e}", client_ca.display()));
+    let pem =
+        crate::files::read_bytes(client_ca, crate::files::CONFIG_LIMIT).map_err(|e| invalid(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| invalid(&e))?)
+            .map_err(|e| invalid(&e))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| invalid(&e))?;
+    config_with(cert, options, Some(verifier))
+}
+
+fn config_with(
+    cert: Arc<dyn ResolvesServerCert>,
+    options: &TlsOptions,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if !options.cipher_suites.is_empty() {
         provider.cipher_suites =
@@ -441,7 +476,9 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(RequestClientCertificate(provider)))
+        .with_client_cert_verifier(
+            client_verifier.unwrap_or_else(|| Arc::new(RequestClientCertificate(provider))),
+        )
         .with_cert_resolver(cert);
     config.alpn_protocols = if options.http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]

@@ -133,8 +133,25 @@ impl ServedAdapter {
 
     /// Sends SIGHUP, as `kill -HUP` does.
     pub fn hang_up(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Sends SIGTERM, as the kubelet does to stop a pod, and waits up to `timeout` for the exit code.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        self.signal("-TERM");
+        let started = std::time::Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
