@@ -1104,6 +1104,16 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
     for (metric, backend) in &config.routes.metrics {
         println!("  metric {metric} reads backend {backend}");
     }
+    if config.grpc.enabled {
+        println!(
+            "  grpc: KEDA's External Scaler on port {}, client certificates {}",
+            config.grpc.port,
+            match &config.grpc.client_ca_file {
+                Some(ca) => format!("required (signed by {})", ca.display()),
+                None => "not required".to_owned(),
+            }
+        );
+    }
     println!(
         "  refreshInterval {:?}, maxStaleness {:?}, rateWindow {:?}",
         config.refresh_interval, config.max_staleness, config.rate_window

@@ -949,19 +949,16 @@ impl Config {
                         defaults.active_check_interval,
                     )?,
                 )?,
-                max_concurrent_calls: grpc
-                    .max_concurrent_calls
-                    .filter(|n| *n > 0)
-                    .or(grpc
-                        .max_concurrent_calls
-                        .is_none()
-                        .then_some(defaults.max_concurrent_calls))
-                    .ok_or_else(|| {
-                        invalid(
+                max_concurrent_calls: match grpc.max_concurrent_calls {
+                    None => defaults.max_concurrent_calls,
+                    Some(0) => {
+                        return Err(invalid(
                             "grpc.maxConcurrentCalls",
                             "must be greater than zero".into(),
-                        )
-                    })?,
+                        ));
+                    }
+                    Some(calls) => calls,
+                },
                 call_timeout: positive(
                     "grpc.callTimeout",
                     duration("grpc.callTimeout", grpc.call_timeout, defaults.call_timeout)?,
@@ -1463,6 +1460,31 @@ metrics:
             WarningPolicy::Fail,
             "the default"
         );
+    }
+
+    #[test]
+    fn the_grpc_section_is_off_by_default_and_read_whole() {
+        assert!(!Config::default().grpc.enabled);
+        let config = Config::parse(
+            "c.yaml",
+            "grpc: {enabled: true, port: 9100, clientCaFile: /keda/ca.crt, activeCheckInterval: 5s, maxConcurrentCalls: 8, callTimeout: 3s}",
+        )
+        .unwrap();
+        assert_eq!(
+            config.grpc,
+            GrpcConfig {
+                enabled: true,
+                port: 9100,
+                client_ca_file: Some("/keda/ca.crt".into()),
+                active_check_interval: Duration::from_secs(5),
+                max_concurrent_calls: 8,
+                call_timeout: Duration::from_secs(3),
+            }
+        );
+        let err = |text| Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert!(err("grpc: {maxConcurrentCalls: 0}").contains("grpc.maxConcurrentCalls"));
+        assert!(err("grpc: {activeCheckInterval: 0s}").contains("grpc.activeCheckInterval"));
+        assert!(err("grpc: {tls: true}").contains("unknown field"));
     }
 
     #[test]

@@ -19,7 +19,13 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The oldest Kubernetes version the manifests support, and the newest the validator knows.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.29", "1.37"];
 /// Kinds without an OpenAPI schema in Kubernetes itself.
-const CUSTOM_KINDS: [&str; 3] = ["ServiceMonitor", "Certificate", "Issuer"];
+const CUSTOM_KINDS: [&str; 5] = [
+    "ServiceMonitor",
+    "Certificate",
+    "Issuer",
+    "ScaledObject",
+    "TriggerAuthentication",
+];
 
 fn kubectl() -> PathBuf {
     require_tool(
@@ -127,9 +133,10 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
-const KUSTOMIZATIONS: [&str; 7] = [
+const KUSTOMIZATIONS: [&str; 8] = [
     "deploy",
     "deploy/examples",
+    "deploy/examples/keda",
     "deploy/self-signed",
     "apiservice",
     "apiservice/external",
@@ -511,4 +518,81 @@ fn the_example_overlay_configures_the_adapter_from_the_example_file() {
         "HorizontalPodAutoscaler",
         "security-server-sidecar-secondary",
     );
+}
+
+#[test]
+fn the_keda_overlay_opens_the_scaler_port_to_keda_and_its_triggers_name_what_the_adapter_serves() {
+    use xroad_metrics_adapter::config::Config;
+    let objects = rendered("deploy/examples/keda");
+    let example =
+        std::fs::read_to_string(format!("{ROOT}/deploy/examples/keda/adapter-config.yaml"))
+            .unwrap();
+    let config = Config::parse("adapter-config.yaml", &example).unwrap();
+    assert!(config.grpc.enabled);
+    let port = Value::from(config.grpc.port);
+
+    let service = find(&objects, "Service", "xroad-metrics-adapter");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "grpc" && p["port"] == port),
+        "{service}"
+    );
+    let deployment = find(&objects, "Deployment", "xroad-metrics-adapter");
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "grpc" && p["containerPort"] == port)
+    );
+    let policy = find(&objects, "NetworkPolicy", "xroad-metrics-adapter");
+    let to_keda = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["ports"][0]["port"] == port)
+        .expect("an ingress rule for the scaler's port");
+    assert_eq!(
+        to_keda["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "keda"
+    );
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "APIService"
+            && o["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"),
+        "KEDA keeps external.metrics.k8s.io"
+    );
+
+    // Every trigger's metadata reads as the scaler reads it, and names a metric or policy the adapter serves.
+    let catalog = xroad_metrics_adapter::catalog::Catalog::with_throughput(config.throughput);
+    let scaled = find(
+        &objects,
+        "ScaledObject",
+        "security-server-sidecar-secondary",
+    );
+    let triggers = scaled["spec"]["triggers"].as_array().unwrap();
+    assert_eq!(triggers.len(), 3);
+    for trigger in triggers {
+        assert_eq!(trigger["type"], "external");
+        let address = trigger["metadata"]["scalerAddress"].as_str().unwrap();
+        assert!(address.ends_with(&format!(":{port}")), "{address}");
+        let metadata = trigger["metadata"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let parsed = xroad_metrics_adapter::grpc::metadata::parse("sidecar", &metadata).unwrap();
+        match parsed.subject {
+            xroad_metrics_adapter::grpc::metadata::Subject::Pods { metric, .. } => {
+                assert!(catalog.pod_metric(&metric).is_some(), "{metric}")
+            }
+            xroad_metrics_adapter::grpc::metadata::Subject::Policy { name } => assert!(
+                config.scale_on_failure.iter().any(|p| p.name == name),
+                "{name}"
+            ),
+        }
+    }
 }
