@@ -7,6 +7,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `println!` for the commands' output: a reader that went away (`check-config … | head`) ends the command
+/// quietly, as Unix tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))
+    };
+}
+
+fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        tracing::warn!(%error, "cannot write to standard output");
+    }
+}
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tower::ServiceExt;
 
@@ -521,7 +539,7 @@ fn certificate_names(args: &CertificateNames, bind: Option<IpAddr>) -> Vec<Strin
 pub fn certificate(args: &CertificateArgs) -> Result<(), CliError> {
     let (cert, key) =
         tls::ensure_self_signed(&args.cert_dir, &certificate_names(&args.names, None))?;
-    println!(
+    out!(
         "serving certificate {} and key {}, signed by {}: the APIService caBundle",
         cert.display(),
         key.display(),
@@ -781,9 +799,10 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
     } else {
         &args.selector
     };
-    println!(
+    out!(
         "{} in namespace {} for pods matching {selector}:",
-        args.metric, args.namespace
+        args.metric,
+        args.namespace
     );
     let mut by_pod = std::collections::HashMap::new();
     for item in &items {
@@ -792,7 +811,7 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
         let parsed: Quantity = value
             .parse()
             .map_err(|e| message(format!("{value}: {e}")))?;
-        println!("  {name:<52} {value:>12}  ({})", parsed.as_f64());
+        out!("  {name:<52} {value:>12}  ({})", parsed.as_f64());
         by_pod.insert(name.to_owned(), parsed.millis());
     }
     let selected = state.inventory.select(
@@ -803,9 +822,7 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
             .map_err(|e| message(format!("--selector: {e}")))?,
     );
     if items.is_empty() {
-        println!(
-            "  (no values: the HPA would report \"no metrics returned from custom metrics API\")"
-        );
+        out!("  (no values: the HPA would report \"no metrics returned from custom metrics API\")");
     }
     if let Some(target) = target {
         let pods: Vec<hpa::Pod> = selected.iter().map(|p| p.as_hpa_pod()).collect();
@@ -829,7 +846,7 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
                     hpa::Current::AverageValue(v) => Quantity::from_millis(v).to_string(),
                     other => format!("{other:?}"),
                 };
-                println!(
+                out!(
                     "HPA with a Pods target averageValue {target}: average {} over {} pods, ratio {:.3} -> {} replicas \
                      (currently {current}; {}; {} running without a value, {} Pending or unready, {} deleting or \
                      Failed; tolerance -{} +{})",
@@ -845,7 +862,7 @@ pub async fn query(mut args: QueryArgs) -> Result<(), CliError> {
                     tolerance.scale_up,
                 )
             }
-            Err(why) => println!(
+            Err(why) => out!(
                 "HPA with a Pods target averageValue {target}: {why}, so it keeps {current} replicas"
             ),
         }
@@ -900,8 +917,8 @@ async fn explain_hpa(mut args: ExplainArgs) -> Result<(), CliError> {
     )
     .await?;
     match args.output {
-        Output::Text => print!("{}", explain::render(&report)),
-        Output::Json => println!(
+        Output::Text => out!("{}", explain::render(&report).trim_end_matches('\n')),
+        Output::Json => out!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| message(e.to_string()))?
         ),
@@ -932,9 +949,7 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
             None => "the configuration has no scaleOnFailure policies".to_owned(),
         }));
     }
-    println!(
-        "(one round of checks; failFor, recoverFor and the probe thresholds are not waited for)"
-    );
+    out!("(one round of checks; failFor, recoverFor and the probe thresholds are not waited for)");
     for policy in selected {
         // Hysteresis needs time; explain shows where the policy settles if today's states persist.
         let mut settled = policy.clone();
@@ -944,9 +959,11 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
         settled.signals.health_check.success_threshold = 1;
         let now = crate::unix_now();
         let target = &policy.target;
-        println!(
+        out!(
             "\npolicy {}: deployment {}/{}",
-            policy.name, target.namespace, target.deployment
+            policy.name,
+            target.namespace,
+            target.deployment
         );
         let decision = match FailurePolicy::new(settled)
             .evaluate(configured.policies.context(), now)
@@ -954,22 +971,24 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
         {
             Ok(decision) => decision,
             Err(cause) => {
-                println!("  cannot evaluate: {cause}");
+                out!("  cannot evaluate: {cause}");
                 continue;
             }
         };
         for (pod, health) in &decision.pods {
-            println!(
+            out!(
                 "  {pod:<52} {:<11} {}",
                 health.state.as_str(),
                 health.reasons.join("; ")
             );
         }
-        println!(
+        out!(
             "  load: {} = {:.3} (capacityPerPod {})",
-            policy.load_metric, decision.load, policy.capacity_per_pod
+            policy.load_metric,
+            decision.load,
+            policy.capacity_per_pod
         );
-        println!("  replicas: {}", decision.explanation);
+        out!("  replicas: {}", decision.explanation);
         let running = decision.pods.len() as u32;
         let tolerance = args.tolerance.tolerance();
         let hpa = hpa::calculator::average_value(
@@ -979,9 +998,10 @@ pub async fn explain(mut args: ExplainArgs) -> Result<(), CliError> {
             tolerance,
         )
         .map_or(running, |p| p.replicas);
-        println!(
+        out!(
             "  an HPA Object metric (AverageValue 1) with {running} replicas running proposes {hpa} (tolerance -{} +{})",
-            tolerance.scale_down, tolerance.scale_up
+            tolerance.scale_down,
+            tolerance.scale_up
         );
     }
     Ok(())
@@ -1008,28 +1028,28 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
 
     let config =
         AdapterConfig::parse(text).map_err(|e| message(format!("{}: {e}", file.display())))?;
-    println!(
+    out!(
         "{}: a valid Prometheus Adapter configuration",
         file.display()
     );
     let describe = |rule: &Rule| {
-        println!("    seriesQuery {}", rule.series_query);
+        out!("    seriesQuery {}", rule.series_query);
         if !rule.filters.is_empty() {
             let filters: Vec<String> = rule.filters.iter().map(|f| f.describe()).collect();
-            println!("    seriesFilters {}", filters.join(", "));
+            out!("    seriesFilters {}", filters.join(", "));
         }
-        println!("    name {}", rule.naming.describe());
-        println!("    resources {}", rule.resources.describe());
+        out!("    name {}", rule.naming.describe());
+        out!("    resources {}", rule.resources.describe());
     };
     let no_selector = crate::selector::LabelSelector::everything();
-    println!("  rules (custom.metrics.k8s.io): {}", config.rules.len());
+    out!("  rules (custom.metrics.k8s.io): {}", config.rules.len());
     let pods = GroupResource {
         group: String::new(),
         resource: "pods".into(),
     };
     let names = ["pod-a".to_owned(), "pod-b".to_owned()];
     for (index, rule) in config.rules.iter().enumerate() {
-        println!("  [{index}]");
+        out!("  [{index}]");
         describe(rule);
         match custom_query(
             rule,
@@ -1039,32 +1059,33 @@ fn check_adapter_config(file: &std::path::Path, text: &str) -> Result<(), CliErr
             Objects::Named(&names),
             &no_selector,
         ) {
-            Ok(query) => println!("    query for pods pod-a, pod-b in default: {query}"),
-            Err(error) => println!("    no pods query: {error}"),
+            Ok(query) => out!("    query for pods pod-a, pod-b in default: {query}"),
+            Err(error) => out!("    no pods query: {error}"),
         }
     }
-    println!(
+    out!(
         "  externalRules (external.metrics.k8s.io): {}",
         config.external_rules.len()
     );
     for (index, rule) in config.external_rules.iter().enumerate() {
-        println!("  [{index}]");
+        out!("  [{index}]");
         describe(rule);
         match external_query(rule, "<series>", "default", &no_selector) {
-            Ok(query) => println!("    query in namespace default: {query}"),
-            Err(error) => println!("    no query: {error}"),
+            Ok(query) => out!("    query in namespace default: {query}"),
+            Err(error) => out!("    no query: {error}"),
         }
     }
     if let Some(resource) = &config.resource_rules {
-        println!(
+        out!(
             "  resourceRules (metrics.k8s.io): cpu and memory, window {:?}, container label {}",
-            resource.window, resource.cpu.container_label
+            resource.window,
+            resource.cpu.container_label
         );
     }
     for warning in &config.warnings {
-        println!("  warning: {warning}");
+        out!("  warning: {warning}");
     }
-    println!("  serve it with --adapter-config {}", file.display());
+    out!("  serve it with --adapter-config {}", file.display());
     Ok(())
 }
 
@@ -1076,12 +1097,12 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
         return check_adapter_config(file, &text);
     }
     let config = Config::load(file)?;
-    println!("{}: valid", file.display());
+    out!("{}: valid", file.display());
     if config.prometheus.url.is_none() {
-        println!("  prometheus.url: not set (pass --prometheus-url to serve)");
+        out!("  prometheus.url: not set (pass --prometheus-url to serve)");
     }
     for (index, backend) in config.all_backends().enumerate() {
-        println!(
+        out!(
             "  backend {}{}: {} ({:?}, timeout {:?}, {}, warnings {:?}{})",
             backend.name,
             if index == 0 { " (default)" } else { "" },
@@ -1102,10 +1123,10 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
         );
     }
     for (metric, backend) in &config.routes.metrics {
-        println!("  metric {metric} reads backend {backend}");
+        out!("  metric {metric} reads backend {backend}");
     }
     if config.grpc.enabled {
-        println!(
+        out!(
             "  grpc: KEDA's External Scaler on port {}, client certificates {}",
             config.grpc.port,
             match &config.grpc.client_ca_file {
@@ -1114,17 +1135,19 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
             }
         );
     }
-    println!(
+    out!(
         "  refreshInterval {:?}, maxStaleness {:?}, rateWindow {:?}",
-        config.refresh_interval, config.max_staleness, config.rate_window
+        config.refresh_interval,
+        config.max_staleness,
+        config.rate_window
     );
-    println!("  metrics served (custom: pods and namespaces; external: namespace totals):");
+    out!("  metrics served (custom: pods and namespaces; external: namespace totals):");
     for metric in Catalog::builtin().metrics() {
-        println!("    {}", metric.name);
+        out!("    {}", metric.name);
     }
     if let Some(op) = &config.opmonitor {
         let server = &op.security_server;
-        println!(
+        out!(
             "  xroad.opmonitor: {} as {}/{}/{} for server {}, poll every {:?} (offset {:?}), records attributed to pods in {}, \
              leader election {}",
             crate::source::redacted(&op.url),
@@ -1148,15 +1171,15 @@ pub fn check_config(file: &std::path::Path) -> Result<(), CliError> {
                 [request, response] => format!("{request}/{response} ({})", set.servers),
             })
             .collect();
-        println!(
+        out!(
             "    size fields asked for, each tried when the Security Server faults on the one before: {}",
             sets.join(", then ")
         );
     }
-    println!("  X-Road messages from: {:?}", config.throughput);
+    out!("  X-Road messages from: {:?}", config.throughput);
     for policy in &config.scale_on_failure {
         let target = &policy.target;
-        println!(
+        out!(
             "  scaleOnFailure {}: deployments.apps {}/{} serves xroad_scale_on_failure_replicas and unhealthy_pods; \
              load {} at {} per pod, minHealthy {}, maxExtra {}, failFor {:?}, recoverFor {:?}",
             policy.name,

@@ -371,3 +371,24 @@ fn explain_hpa_says_what_is_wrong_with_its_inputs() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly_instead_of_a_panic() {
+    use std::process::Stdio;
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/adapter-config.yaml"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter"))
+        .args(["check-config", example])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -0`: the reading end closes before anything is read.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{stderr}");
+}
