@@ -12,6 +12,8 @@
 //!   `X-Remote-*` headers, authorized by SubjectAccessReview (the fake kube API of `tests/support`; answers
 //!   cached for 10 s as in production).
 //! - `TLS, delegated, token`: a token checked by TokenReview, then the same SubjectAccessReview.
+//! - `KEDA GetMetrics, gRPC over TLS`: the same value as KEDA's operator asks the External Scaler for it (a
+//!   tonic client on one HTTP/2 connection), the cached path underneath.
 //!
 //! Run with `cargo bench --bench metrics_api` (needs Debian's `prometheus`; `scripts/install-deps.sh`).
 
@@ -67,6 +69,29 @@ async fn main() {
         kube.accept_token("hpa-token", serde_json::json!({"username": HPA}));
     }
     let delegated_url = format!("https://localhost:{}{path}", delegated.adapter.port);
+    let scaler = support::scaler::ScalerServer::start(
+        guarded(&prometheus.url, Guard::anonymous()).await,
+        Default::default(),
+    )
+    .await;
+    let keda = scaler.client();
+    let trigger = xroad_metrics_adapter::grpc::externalscaler::GetMetricsRequest {
+        scaled_object_ref: Some(
+            xroad_metrics_adapter::grpc::externalscaler::ScaledObjectRef {
+                name: "sidecar-secondary".into(),
+                namespace: NAMESPACE.into(),
+                scaler_metadata: [
+                    ("metricName", metric),
+                    ("labelSelector", SECONDARY_SELECTOR),
+                    ("targetValue", "10"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            },
+        ),
+        metric_name: metric.to_owned(),
+    };
     let proxy = delegated.client(Some(&delegated.pki.front_proxy()));
     let token_client = delegated.client(None);
 
@@ -122,6 +147,17 @@ async fn main() {
             "TLS, delegated, token",
             Box::new(|| {
                 ok(token_client.get(&delegated_url).bearer_auth("hpa-token")).boxed_local()
+            }),
+        ),
+        (
+            "KEDA GetMetrics, gRPC over TLS",
+            Box::new(|| {
+                let (mut keda, trigger) = (keda.clone(), trigger.clone());
+                async move {
+                    let answer = keda.get_metrics(trigger).await.unwrap().into_inner();
+                    assert_eq!(answer.metric_values[0].metric_value_float, 50.0);
+                }
+                .boxed_local()
             }),
         ),
     ];

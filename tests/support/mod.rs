@@ -38,6 +38,8 @@ pub mod peers;
 pub mod pki;
 #[path = "recording_proxy.rs"]
 pub mod recording_proxy;
+#[path = "scaler.rs"]
+pub mod scaler;
 #[path = "served.rs"]
 pub mod served;
 #[path = "victoria.rs"]
