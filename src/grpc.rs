@@ -76,9 +76,13 @@ impl Scaler {
                         .await;
                     serving = Some(now);
                 }
+                if *stopping.borrow() {
+                    break;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stopping.changed() => {}
+                    // The server is gone: nothing left to report to.
+                    changed = stopping.changed() => if changed.is_err() { break },
                 }
             }
         });
@@ -267,7 +271,7 @@ impl ExternalScaler for Scaler {
             let outcome = loop {
                 tokio::select! {
                     _ = interval.tick() => {}
-                    _ = stopping.changed() => {}
+                    changed = stopping.changed() => if changed.is_err() { break None },
                     () = sender.closed() => break None,
                 }
                 if *stopping.borrow() {
