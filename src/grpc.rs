@@ -40,6 +40,8 @@ pub struct Scaler {
     state: Arc<AppState>,
     config: GrpcConfig,
     calls: Arc<Semaphore>,
+    /// Open activity streams, bounded like calls: each holds a task that polls.
+    streams: Arc<Semaphore>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -48,6 +50,7 @@ impl Scaler {
     pub fn new(state: Arc<AppState>, config: GrpcConfig, stopping: watch::Receiver<bool>) -> Self {
         Self {
             calls: Arc::new(Semaphore::new(config.max_concurrent_calls)),
+            streams: Arc::new(Semaphore::new(config.max_concurrent_calls)),
             state,
             config,
             stopping,
@@ -261,9 +264,18 @@ impl ExternalScaler for Scaler {
                 return Err(status);
             }
         };
+        let Ok(slot) = self.streams.clone().try_acquire_owned() else {
+            let status = Status::resource_exhausted(format!(
+                "{} activity streams are open; try again",
+                self.config.max_concurrent_calls
+            ));
+            self.observe("StreamIsActive", started, Some(&status));
+            return Err(status);
+        };
         let scaler = self.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
+            let _slot = slot;
             let mut stopping = scaler.stopping.clone();
             let mut last = None;
             let mut interval = tokio::time::interval(scaler.config.active_check_interval);

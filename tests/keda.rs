@@ -489,3 +489,31 @@ async fn serve_with_grpc_enabled_verifies_kedas_client_certificate_and_ends_stre
     assert!(next(&mut stream).await.map_or(true, |m| m.is_none()));
     assert_eq!(exit, Some(0), "{}", adapter.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activity_streams_are_bounded_like_calls() {
+    let prometheus = Prometheus::start(&sidecar_traffic()).await;
+    let config = GrpcConfig {
+        max_concurrent_calls: 1,
+        ..GrpcConfig::default()
+    };
+    let scaler = ScalerServer::start(support::state(&prometheus.url), config).await;
+    let mut client = scaler.client();
+    let mut first = client
+        .stream_is_active(rx_packets("0"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next(&mut first).await.unwrap().unwrap().result);
+    let second = client.stream_is_active(rx_packets("0")).await.unwrap_err();
+    assert_eq!(second.code(), tonic::Code::ResourceExhausted, "{second:?}");
+    // A unary call has its own slots.
+    assert!(
+        client
+            .is_active(rx_packets("0"))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+}
