@@ -329,23 +329,24 @@ async fn a_node_label_holding_ip_and_port_names_the_node_with_that_address() {
     assert_eq!(code, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them() {
-    let prometheus = Prometheus::start_openmetrics(&usage_data()).await;
-    let (state, _dir) = resource_adapter(&prometheus).await;
-    let (_, groups) = get(&state, "/apis").await;
+/// `metrics.k8s.io`'s PodMetricsList of `sidecar`, checked to be listed in discovery and served, and each pod's
+/// containers.
+async fn sidecar_pod_metrics(
+    state: &Arc<AppState>,
+) -> (serde_json::Value, Vec<(String, serde_json::Value)>) {
+    let (_, groups) = get(state, "/apis").await;
     assert!(
         groups.to_string().contains("metrics.k8s.io/v1beta1"),
         "{groups}"
     );
     let (code, list) = get(
-        &state,
+        state,
         "/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods",
     )
     .await;
     assert_eq!(code, 200, "{list}");
     assert_eq!(list["kind"], "PodMetricsList");
-    let pods: Vec<(String, serde_json::Value)> = list["items"]
+    let pods = list["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -356,6 +357,14 @@ async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them
             )
         })
         .collect();
+    (list, pods)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_rules_serve_pod_and_node_metrics_as_metrics_server_shapes_them() {
+    let prometheus = Prometheus::start_openmetrics(&usage_data()).await;
+    let (state, _dir) = resource_adapter(&prometheus).await;
+    let (list, pods) = sidecar_pod_metrics(&state).await;
     // C has CPU but no memory series: left out, as the Prometheus Adapter leaves it out.
     assert_eq!(pods.len(), 2, "{list}");
     assert_eq!(pods[0].0, SECONDARY_A);
@@ -496,28 +505,7 @@ async fn without_resource_rules_cadvisor_serves_pod_and_node_metrics_counting_ea
 {
     let prometheus = Prometheus::start_openmetrics(&cadvisor_usage_data()).await;
     let state = support::state(&prometheus.url);
-    let (_, groups) = get(&state, "/apis").await;
-    assert!(
-        groups.to_string().contains("metrics.k8s.io/v1beta1"),
-        "{groups}"
-    );
-    let (code, list) = get(
-        &state,
-        "/apis/metrics.k8s.io/v1beta1/namespaces/sidecar/pods",
-    )
-    .await;
-    assert_eq!(code, 200, "{list}");
-    let containers: Vec<(String, serde_json::Value)> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["metadata"]["name"].as_str().unwrap().to_owned(),
-                i["containers"].clone(),
-            )
-        })
-        .collect();
+    let (list, containers) = sidecar_pod_metrics(&state).await;
     assert_eq!(
         containers,
         [
