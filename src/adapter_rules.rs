@@ -34,15 +34,52 @@ pub struct AdapterRules {
     cluster: Option<kube::Client>,
 }
 
+/// How long one discovery of the cluster may take. kube's client retries a 503 for many minutes, and an
+/// aggregated API whose server is down answers 503; without a bound, one broken APIService would hold up the
+/// adapter's start (and its own APIService is such a one until it listens).
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the cluster's resources could not be learned.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The API server refused or failed a discovery request.
+    #[error("discovery of the cluster's resources failed")]
+    Kube(#[from] kube::Error),
+    /// Discovery did not finish within the bound.
+    #[error("discovery of the cluster's resources took longer than {0:?}")]
+    TimedOut(Duration),
+}
+
 /// Teaches the resource table every resource `client`'s cluster serves, so that labels and request paths
 /// naming custom resources resolve as they would with the Prometheus Adapter's RESTMapper. Returns how many
 /// resources were new.
+///
+/// Aggregated discovery (Kubernetes 1.26+) is one request that an unavailable aggregated API cannot fail; a
+/// cluster without it is asked group by group. The metrics groups are left out: they name no resource a rule
+/// could mean, and ours are served by this very process.
 pub async fn learn_cluster_resources(
     client: &kube::Client,
     table: &ResourceTable,
-) -> Result<usize, kube::Error> {
+) -> Result<usize, DiscoveryError> {
     use kube::discovery::{Discovery, Scope};
-    let discovery = Discovery::new(client.clone()).run().await?;
+    const METRICS_GROUPS: [&str; 3] = [
+        crate::apis::CUSTOM_GROUP,
+        crate::apis::EXTERNAL_GROUP,
+        crate::apis::RESOURCE_GROUP,
+    ];
+    let discover = async {
+        let discovery = || Discovery::new(client.clone()).exclude(&METRICS_GROUPS);
+        match discovery().run_aggregated().await {
+            Ok(discovery) => Ok(discovery),
+            Err(error) => {
+                tracing::debug!(%error, "aggregated discovery refused; asking group by group");
+                discovery().run().await
+            }
+        }
+    };
+    let discovery = tokio::time::timeout(DISCOVERY_TIMEOUT, discover)
+        .await
+        .map_err(|_| DiscoveryError::TimedOut(DISCOVERY_TIMEOUT))??;
     let resources = discovery.groups().flat_map(|group| {
         group
             .recommended_resources()

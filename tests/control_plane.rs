@@ -500,3 +500,70 @@ async fn the_real_hpa_scales_the_sidecar_on_pods_and_scale_on_failure_metrics() 
         reasons.join("\n")
     );
 }
+
+/// An aggregated API whose server is down answers discovery with 503, which kube's client retries for minutes.
+/// The adapter's own APIService is such an API until the adapter listens, and clusters often carry a broken one
+/// of someone else's: neither may hold up the start, and the cluster's resources are still learned for the
+/// Prometheus Adapter rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_adapter_starts_while_its_own_and_another_aggregated_api_are_unavailable() {
+    const SERVICE: &str = "xroad-metrics-adapter";
+    const NAMESPACE: &str = "xroad-metrics";
+    const OURS: &str = "v1beta2.custom.metrics.k8s.io";
+    const BROKEN: &str = "v1beta1.broken.example.com";
+    let plane = ControlPlane::start().await;
+    let dir = plane.dir.path().to_owned();
+    plane.admin(&["create", "namespace", NAMESPACE]);
+    let port = free_port();
+    plane.route_apis("broken", NAMESPACE, free_port(), &[BROKEN]);
+    plane.route_apis(SERVICE, NAMESPACE, port, &[OURS]);
+    eventually(
+        "the aggregator finding both APIs unavailable",
+        Duration::from_secs(60),
+        || async { plane.availability(BROKEN) == "False" && plane.availability(OURS) == "False" },
+    )
+    .await;
+
+    let prometheus = Prometheus::start_with_config("global: {scrape_interval: 15s}\n").await;
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- seriesQuery: 'container_network_receive_packets_total{namespace!=\"\",pod!=\"\"}'\n  \
+         resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n  \
+         metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    let (cert, key) = plane.serving_files(SERVICE, NAMESPACE);
+    let admin = plane.admin.to_str().unwrap();
+    let args = [
+        "serve".to_owned(),
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--tls-cert-file={cert}"),
+        format!("--tls-private-key-file={key}"),
+        format!("--authentication-kubeconfig={admin}"),
+        format!("--authorization-kubeconfig={admin}"),
+        format!("--kubeconfig={admin}"),
+        format!("--prometheus-url={}", prometheus.url),
+        format!("--adapter-config={}", rules.display()),
+    ];
+    let _adapter = Process::start(
+        Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
+        &args,
+        &dir,
+        SERVICE,
+    );
+    plane.register_apis(SERVICE, NAMESPACE, port, &[OURS]).await;
+
+    let log = std::fs::read_to_string(dir.join(format!("{SERVICE}.log"))).unwrap();
+    assert!(
+        log.contains("resources learned from the cluster's discovery")
+            && !log.contains("discovery failed"),
+        "the cluster's resources learned despite the unavailable APIs; the adapter's log:\n{log}"
+    );
+    assert_eq!(
+        plane.availability(BROKEN),
+        "False",
+        "the broken API stays broken"
+    );
+}

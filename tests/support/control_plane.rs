@@ -278,23 +278,9 @@ impl ControlPlane {
         (text("crt"), text("key"))
     }
 
-    /// Routes each `version.group` of `apis` through the aggregator to the server listening on `port`: an
-    /// `ExternalName` Service `service` in `namespace` and APIServices trusting the cluster CA. Waits until
-    /// they are `Available`.
+    /// [`ControlPlane::route_apis`], then waits until the APIServices are `Available`.
     pub async fn register_apis(&self, service: &str, namespace: &str, port: u16, apis: &[&str]) {
-        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca.pem);
-        self.apply(&format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {namespace}}}\n\
-             spec: {{type: ExternalName, externalName: localhost, ports: [{{port: {port}}}]}}\n"
-        ));
-        for api in apis {
-            let (version, group) = api.split_once('.').unwrap();
-            self.apply(&format!(
-                "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: {api}}}\n\
-                 spec: {{group: {group}, version: {version}, groupPriorityMinimum: 100, versionPriority: 100,\n  \
-                 service: {{namespace: {namespace}, name: {service}, port: {port}}}, caBundle: {ca_bundle}}}\n"
-            ));
-        }
+        self.route_apis(service, namespace, port, apis);
         for api in apis {
             let mut tries = 0;
             while !self.available(api) {
@@ -310,15 +296,39 @@ impl ControlPlane {
         }
     }
 
+    /// Routes each `version.group` of `apis` through the aggregator to the server listening on `port`: an
+    /// `ExternalName` Service `service` in `namespace` and APIServices trusting the cluster CA.
+    pub fn route_apis(&self, service: &str, namespace: &str, port: u16, apis: &[&str]) {
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.ca.pem);
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {namespace}}}\n\
+             spec: {{type: ExternalName, externalName: localhost, ports: [{{port: {port}}}]}}\n"
+        ));
+        for api in apis {
+            let (version, group) = api.split_once('.').unwrap();
+            self.apply(&format!(
+                "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: {api}}}\n\
+                 spec: {{group: {group}, version: {version}, groupPriorityMinimum: 100, versionPriority: 100,\n  \
+                 service: {{namespace: {namespace}, name: {service}, port: {port}}}, caBundle: {ca_bundle}}}\n"
+            ));
+        }
+    }
+
     /// Whether the APIService `name` is `Available`.
     pub fn available(&self, name: &str) -> bool {
+        self.availability(name) == "True"
+    }
+
+    /// The status of the APIService `name`'s `Available` condition: `True`, `False`, or empty before the
+    /// aggregator has checked it.
+    pub fn availability(&self, name: &str) -> String {
         self.admin(&[
             "get",
             "apiservice",
             name,
             "-o",
             "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
-        ]) == "True"
+        ])
     }
 
     pub async fn client(&self) -> kube::Client {
