@@ -69,8 +69,13 @@ pub async fn learn_cluster_resources(
     ];
     let discover = async {
         let discovery = || Discovery::new(client.clone()).exclude(&METRICS_GROUPS);
+        // A server without aggregated discovery answers in the old format, which reads as no groups at all:
+        // every server has the core group, so its absence means "ask the old way".
         match discovery().run_aggregated().await {
-            Ok(discovery) => Ok(discovery),
+            Ok(discovery) if discovery.has_group(kube::discovery::ApiGroup::CORE_GROUP) => {
+                Ok(discovery)
+            }
+            Ok(_) => discovery().run().await,
             Err(error) => {
                 tracing::debug!(%error, "aggregated discovery refused; asking group by group");
                 discovery().run().await

@@ -531,7 +531,9 @@ async fn without_resource_rules_cadvisor_serves_pod_and_node_metrics_counting_ea
 }
 
 /// A kube API that serves only discovery (`/api`, `/api/v1`, `/apis`, `/apis/example.com/v1`), with one
-/// custom resource, in the wire shapes of `kubectl get --raw` (no kube-apiserver can run here).
+/// custom resource, as a cluster older than Kubernetes 1.26 does: the group-by-group shapes whatever the
+/// `Accept` header, so the adapter must notice that aggregated discovery is missing and ask the old way.
+/// The real kube-apiserver's aggregated discovery is exercised in `tests/control_plane.rs`.
 async fn discovery_only_kube() -> kube::Client {
     use axum::routing::get;
     let resource_list = |group_version: &'static str, resources: serde_json::Value| {
