@@ -533,20 +533,13 @@ async fn the_adapter_starts_while_its_own_and_another_aggregated_api_are_unavail
          metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'\n",
     )
     .unwrap();
-    let (cert, key) = plane.serving_files(SERVICE, NAMESPACE);
-    let admin = plane.admin.to_str().unwrap();
-    let args = [
-        "serve".to_owned(),
-        format!("--secure-port={port}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--tls-cert-file={cert}"),
-        format!("--tls-private-key-file={key}"),
-        format!("--authentication-kubeconfig={admin}"),
-        format!("--authorization-kubeconfig={admin}"),
-        format!("--kubeconfig={admin}"),
+    let mut args = vec!["serve".to_owned()];
+    args.extend(plane.serving_flags(SERVICE, NAMESPACE, port));
+    args.extend([
+        format!("--kubeconfig={}", plane.admin.display()),
         format!("--prometheus-url={}", prometheus.url),
         format!("--adapter-config={}", rules.display()),
-    ];
+    ]);
     let _adapter = Process::start(
         Path::new(env!("CARGO_BIN_EXE_xroad-metrics-adapter")),
         &args,

@@ -278,6 +278,21 @@ impl ControlPlane {
         (text("crt"), text("key"))
     }
 
+    /// The flags every Kubernetes generic apiserver takes to serve as `service` in `namespace` on `port`:
+    /// a serving certificate of the cluster CA, and delegated authentication and authorization as the admin.
+    pub fn serving_flags(&self, service: &str, namespace: &str, port: u16) -> Vec<String> {
+        let (cert, key) = self.serving_files(service, namespace);
+        let admin = self.admin.to_str().unwrap();
+        vec![
+            format!("--secure-port={port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--tls-cert-file={cert}"),
+            format!("--tls-private-key-file={key}"),
+            format!("--authentication-kubeconfig={admin}"),
+            format!("--authorization-kubeconfig={admin}"),
+        ]
+    }
+
     /// [`ControlPlane::route_apis`], then waits until the APIServices are `Available`.
     pub async fn register_apis(&self, service: &str, namespace: &str, port: u16, apis: &[&str]) {
         self.route_apis(service, namespace, port, apis);

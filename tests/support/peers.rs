@@ -69,17 +69,8 @@ async fn serve(
     apis: &[&str],
 ) -> (Process, u16) {
     let port = super::free_port();
-    let (cert, key) = plane.serving_files(service, SERVICES);
-    let admin = plane.admin.to_str().unwrap();
     let mut args: Vec<String> = subcommand.iter().map(|s| s.to_string()).collect();
-    args.extend([
-        format!("--secure-port={port}"),
-        "--bind-address=127.0.0.1".to_owned(),
-        format!("--tls-cert-file={cert}"),
-        format!("--tls-private-key-file={key}"),
-        format!("--authentication-kubeconfig={admin}"),
-        format!("--authorization-kubeconfig={admin}"),
-    ]);
+    args.extend(plane.serving_flags(service, SERVICES, port));
     args.extend_from_slice(flags);
     let process = Process::start(program, &args, plane.dir.path(), service);
     plane.register_apis(service, SERVICES, port, apis).await;
