@@ -8,10 +8,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use percent_encoding::percent_decode_str;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
 use super::UserInfo;
@@ -115,22 +112,8 @@ fn verifier(
     pem: &str,
     key: &'static str,
 ) -> Result<Option<Arc<dyn ClientCertVerifier>>, TrustError> {
-    let invalid = |message: String| TrustError { key, message };
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let cert = cert.map_err(|e| invalid(format!("unreadable PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| invalid(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Ok(None);
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map(Some)
-        .map_err(|e| invalid(e.to_string()))
+    crate::server::tls::client_verifier(pem.as_bytes())
+        .map_err(|message| TrustError { key, message })
 }
 
 fn lower(names: Vec<String>) -> Vec<String> {

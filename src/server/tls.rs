@@ -438,24 +438,34 @@ pub fn server_config_requiring_clients(
     options: &TlsOptions,
     client_ca: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let invalid =
         |e: &dyn std::fmt::Display| TlsError::Config(format!("{}: {e}", client_ca.display()));
     let pem =
         crate::files::read_bytes(client_ca, crate::files::CONFIG_LIMIT).map_err(|e| invalid(&e))?;
+    let verifier = client_verifier(&pem)
+        .map_err(|e| invalid(&e))?
+        .ok_or_else(|| invalid(&"holds no CA certificate"))?;
+    config_with(cert, options, Some(verifier))
+}
+
+/// A verifier of client certificates that chain to a CA of the PEM bundle `pem`; `None` when the bundle holds
+/// no certificate. The error says what is wrong with the bundle.
+pub fn client_verifier(pem: &[u8]) -> Result<Option<Arc<dyn ClientCertVerifier>>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("unreadable PEM: {e}"))?;
         roots
-            .add(cert.map_err(|e| invalid(&e))?)
-            .map_err(|e| invalid(&e))?;
+            .add(cert)
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| invalid(&e))?;
-    config_with(cert, options, Some(verifier))
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn config_with(
