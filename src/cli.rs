@@ -685,22 +685,13 @@ pub async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
         let _ = stopping.wait_for(|stopped| *stopped).await;
     };
     let scaler = if grpc.enabled {
+        let grpc_options = tls::TlsOptions {
+            http2: true,
+            ..options
+        };
         let grpc_tls = match &grpc.client_ca_file {
-            Some(ca) => tls::server_config_requiring_clients(
-                serving_cert,
-                &tls::TlsOptions {
-                    http2: true,
-                    ..options
-                },
-                ca,
-            )?,
-            None => tls::server_config(
-                serving_cert,
-                &tls::TlsOptions {
-                    http2: true,
-                    ..options
-                },
-            )?,
+            Some(ca) => tls::server_config_requiring_clients(serving_cert, &grpc_options, ca)?,
+            None => tls::server_config(serving_cert, &grpc_options)?,
         };
         let address = SocketAddr::new(args.bind_address, grpc.port);
         let listener = tokio::net::TcpListener::bind(address)

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::GrpcConfig;
 use crate::error::ApiError;
+use crate::policy::runner::FailurePolicy;
 use crate::server::AppState;
 use crate::telemetry::{GrpcLabels, GrpcMethodLabels};
 
@@ -179,24 +180,12 @@ impl Scaler {
                         )));
                     }
                 }
-                items.iter().try_fold(0.0, |sum, item| {
-                    let value = item["value"].as_str().unwrap_or_default();
-                    crate::quantity::parse(value)
-                        .map(|v| sum + v)
-                        .map_err(|e| Status::internal(format!("value {value:?}: {e}")))
-                })
+                items
+                    .iter()
+                    .try_fold(0.0, |sum, item| Ok(sum + served_value(item)?))
             }
             Subject::Policy { name } => {
-                let configured = self.state.configured();
-                let policy = configured
-                    .policies
-                    .all()
-                    .iter()
-                    .find(|p| &p.config.name == name)
-                    .ok_or_else(|| {
-                        Status::not_found(format!("no scale-on-failure policy is named {name:?}"))
-                    })?
-                    .clone();
+                let policy = self.policy(name)?;
                 let target = &policy.config.target;
                 if target.namespace != trigger.namespace {
                     return Err(Status::not_found(format!(
@@ -213,9 +202,7 @@ impl Scaler {
                 let list = crate::server::get_in_process(&self.state, &path, None)
                     .await
                     .map_err(failed)?;
-                let value = list["items"][0]["value"].as_str().unwrap_or_default();
-                crate::quantity::parse(value)
-                    .map_err(|e| Status::internal(format!("value {value:?}: {e}")))
+                served_value(&list["items"][0])
             }
         }
     }
@@ -223,6 +210,12 @@ impl Scaler {
     async fn is_active(&self, trigger: &Trigger) -> Result<bool, Status> {
         Ok(self.value(trigger).await? > trigger.activation)
     }
+}
+
+/// The value of one item of a metric value list, as the metrics API served it.
+fn served_value(item: &serde_json::Value) -> Result<f64, Status> {
+    let value = item["value"].as_str().unwrap_or_default();
+    crate::quantity::parse(value).map_err(|e| Status::internal(format!("value {value:?}: {e}")))
 }
 
 fn encode(segment: &str) -> String {
@@ -389,20 +382,21 @@ impl Scaler {
                     )))
                 }
             }
-            Subject::Policy { name } => {
-                if configured
-                    .policies
-                    .all()
-                    .iter()
-                    .any(|p| &p.config.name == name)
-                {
-                    Ok(())
-                } else {
-                    Err(Status::not_found(format!(
-                        "no scale-on-failure policy is named {name:?}"
-                    )))
-                }
-            }
+            Subject::Policy { name } => self.policy(name).map(drop),
         }
+    }
+
+    /// The configured scale-on-failure policy `name`, or NotFound.
+    fn policy(&self, name: &str) -> Result<Arc<FailurePolicy>, Status> {
+        self.state
+            .configured()
+            .policies
+            .all()
+            .iter()
+            .find(|p| p.config.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                Status::not_found(format!("no scale-on-failure policy is named {name:?}"))
+            })
     }
 }
